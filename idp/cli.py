@@ -1,0 +1,365 @@
+"""The ``idp`` command: run the server and administer it.
+
+Settings come from ``IDP_*`` environment variables, as for the server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+
+from idp import clock
+from idp import create_app
+from idp.config import ConfigError
+from idp.config import Settings
+from idp.context import Services
+from idp.services.accounts import AccountError
+from idp.services.accounts import UserProfile
+from idp.services.clients import GRANT_TYPES
+from idp.services.clients import SCOPES
+from idp.services.clients import ClientError
+from idp.services.clients import ClientSpec
+from idp.services.clients import RegisteredClient
+from idp.services.keys import ALGORITHMS
+from idp.services.keys import KeyError_
+
+__all__ = ["main"]
+
+_app: Flask | None = None
+
+
+def get_app() -> Flask:
+    global _app  # noqa: PLW0603 - one app per command invocation
+    if _app is None:
+        try:
+            _app = create_app()
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+    return _app
+
+
+def with_services(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run the command inside an app context, with the services as first argument."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        app = get_app()
+        with app.app_context():
+            try:
+                return func(app.extensions["idp"], *args, **kwargs)
+            except (ClientError, AccountError, KeyError_) as error:
+                raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+@click.group()
+def main() -> None:
+    """Administer the identity provider."""
+
+
+@main.command()
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+def run(host: str, port: int) -> None:
+    """Run the development server (use gunicorn in production)."""
+    get_app().run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command("config")
+def show_config() -> None:
+    """Show every setting with its current value (secrets hidden)."""
+    settings = Settings.from_env()
+    for name, _default in Settings.documented():
+        value = getattr(settings, name[4:].lower())
+        if name == "IDP_SECRET_KEY" and value:
+            value = "(set)"
+        click.echo(f"{name}={value}")
+
+
+# -- database -----------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The SQL schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Create or migrate the schema to the newest version."""
+    from idp.migrations import upgrade as run_upgrade
+
+    run_upgrade(get_app().extensions["idp.engine"])
+    click.echo("database is up to date")
+
+
+# -- keys -----------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """Signing keys."""
+
+
+def _print_keys(svc: Services) -> None:
+    now = clock.now()
+    for info in svc.keystore.infos():
+        retired = _when(info.retired_at) if info.retired_at else "-"
+        status = info.status(now, svc.settings.max_token_seconds)
+        click.echo(
+            f"{info.kid}  {info.alg}  {status:<26} signs from {_when(info.activates_at)}"
+            f"  retires {retired}"
+        )
+
+
+def _when(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@keys.command("generate")
+@with_services
+def keys_generate(svc: Services) -> None:
+    """Create a signing key for each algorithm that has none (idempotent)."""
+    added = svc.keystore.generate()
+    for info in added:
+        click.echo(f"generated {info.alg} key {info.kid}")
+    if not added:
+        click.echo("signing keys present")
+
+
+@keys.command("rotate")
+@click.option("--alg", "algs", multiple=True, type=click.Choice(ALGORITHMS), help="Default: all.")
+@click.option("--now", "immediately", is_flag=True, help="Sign with the new key at once (compromise).")
+@with_services
+def keys_rotate(svc: Services, algs: tuple[str, ...], immediately: bool) -> None:
+    """Publish a new key; it signs after IDP_KEY_ACTIVATION_SECONDS."""
+    delay = 0 if immediately else svc.settings.key_activation_seconds
+    for info in svc.keystore.rotate(algs or ALGORITHMS, delay):
+        click.echo(f"published {info.alg} key {info.kid}; it signs from {_when(info.activates_at)}")
+
+
+@keys.command("retire")
+@click.argument("kid")
+@with_services
+def keys_retire(svc: Services, kid: str) -> None:
+    """Stop signing with KID; it stays published until its tokens expire."""
+    info = svc.keystore.retire(kid)
+    click.echo(f"retired {info.kid}")
+
+
+@keys.command("list")
+@with_services
+def keys_list(svc: Services) -> None:
+    """Every key with its state."""
+    _print_keys(svc)
+
+
+# -- clients --------------------------------------------------------------------
+@main.group()
+def clients() -> None:
+    """Relying parties."""
+
+
+def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--name", "display_name", help="Display name, shown on login screens."),
+        click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeat)."),
+        click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True),
+        click.option("--backchannel-logout-uri"),
+        click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES)),
+        click.option("--grant-type", "grant_types", multiple=True, type=click.Choice(GRANT_TYPES)),
+        click.option("--first-party/--third-party", "is_first_party", default=None, help="First-party clients skip consent."),
+        click.option("--signing-alg", type=click.Choice(ALGORITHMS)),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _spec(**values: Any) -> ClientSpec:
+    for key in ("redirect_uris", "post_logout_redirect_uris", "scopes", "grant_types"):
+        values[key] = list(values[key]) or None
+    return ClientSpec(**values)
+
+
+def _describe(client: RegisteredClient) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "display_name": client.display_name,
+        "type": "public" if client.is_public else "confidential",
+        "first_party": client.is_first_party,
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "scopes": list(client.scopes),
+        "grant_types": list(client.grant_types),
+        "signing_alg": client.signing_alg,
+    }
+
+
+@clients.command("add")
+@click.argument("client_id")
+@click.option("--public", "is_public", is_flag=True, help="A public client (no secret, PKCE).")
+@_client_options
+@with_services
+def clients_add(svc: Services, client_id: str, is_public: bool, **values: Any) -> None:
+    """Register a client. A confidential client's secret is printed once."""
+    client, secret = svc.clients.add(_spec(client_id=client_id, is_public=is_public, **values))
+    click.echo(json.dumps(_describe(client), indent=2))
+    if secret:
+        click.echo(f"client_secret: {secret}")
+        click.echo("Store it now: only its hash is kept.", err=True)
+
+
+@clients.command("update")
+@click.argument("client_id")
+@_client_options
+@with_services
+def clients_update(svc: Services, client_id: str, **values: Any) -> None:
+    """Change a client; options not given are left as they are."""
+    client = svc.clients.update(client_id, _spec(**values))
+    click.echo(json.dumps(_describe(client), indent=2))
+
+
+@clients.command("list")
+@with_services
+def clients_list(svc: Services) -> None:
+    for client in svc.clients.all():
+        kind = "public" if client.is_public else "confidential"
+        click.echo(f"{client.client_id}\t{kind}\t{client.display_name}")
+
+
+@clients.command("show")
+@click.argument("client_id")
+@with_services
+def clients_show(svc: Services, client_id: str) -> None:
+    client = svc.clients.get(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id}")
+    click.echo(json.dumps(_describe(client), indent=2))
+
+
+@clients.command("remove")
+@click.argument("client_id")
+@click.confirmation_option(prompt="Remove the client and all its grants?")
+@with_services
+def clients_remove(svc: Services, client_id: str) -> None:
+    svc.clients.remove(client_id)
+    click.echo(f"removed {client_id}")
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+@with_services
+def clients_rotate_secret(svc: Services, client_id: str) -> None:
+    """Give the client a new secret; the old one stops working."""
+    click.echo(f"client_secret: {svc.clients.rotate_secret(client_id)}")
+
+
+# -- users ------------------------------------------------------------------------
+@main.group()
+def users() -> None:
+    """Accounts."""
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--name", default="")
+@click.option("--given-name", default="")
+@click.option("--family-name", default="")
+@click.option("--title", "job_title", default="")
+@click.option("--organization", default="")
+@click.option("--admin", "is_admin", is_flag=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@with_services
+def users_add(svc: Services, email: str, password: str, **profile: Any) -> None:
+    """Create an account with a password."""
+    user = svc.accounts.create(email, UserProfile(**profile), password=password)
+    click.echo(f"created {user.email} (sub {user.subject})")
+
+
+@users.command("list")
+@with_services
+def users_list(svc: Services) -> None:
+    for user in svc.accounts.list():
+        flags = ",".join(f for f, on in (("admin", user.is_admin), ("disabled", not user.is_active)) if on)
+        click.echo(f"{user.email}\t{user.name}\t{flags}")
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@with_services
+def users_set_password(svc: Services, email: str, password: str) -> None:
+    svc.accounts.set_password(email, password)
+    click.echo(f"password of {email} changed")
+
+
+# -- demo -------------------------------------------------------------------------
+DEMO_EMAIL = "kim.demo@example.com"
+PORTAL_URL = "http://localhost:5001"
+
+
+@main.command()
+@click.option("--portal-url", default=PORTAL_URL, show_default=True)
+@click.option("--env-file", default="instance/portal.env", show_default=True, type=click.Path(dir_okay=False))
+@with_services
+def demo(svc: Services, portal_url: str, env_file: str) -> None:
+    """Set up the portal client and a demo user for local development.
+
+    The portal's client secret goes to ENV_FILE (git-ignored) for the portal to
+    read; the demo user gets a fresh random password, printed here.
+    """
+    if not svc.settings.is_development:
+        raise click.ClickException("idp demo only runs with IDP_ENV=development")
+    spec = ClientSpec(
+        client_id="portal",
+        display_name="Customer Portal",
+        is_first_party=True,
+        redirect_uris=[portal_url + "/auth/callback"],
+        post_logout_redirect_uris=[portal_url + "/"],
+        scopes=["openid", "profile", "email", "phone", "organization", "offline_access"],
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    if svc.clients.get("portal") is None:
+        svc.clients.add(spec)
+    else:
+        svc.clients.update("portal", spec)
+    secret = svc.clients.rotate_secret("portal")
+    path = Path(env_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"PORTAL_ISSUER={svc.settings.issuer}\nPORTAL_CLIENT_ID=portal\n"
+        f"PORTAL_CLIENT_SECRET={secret}\nPORTAL_URL={portal_url}\n"
+    )
+    path.chmod(0o600)
+
+    password = "Demo-" + secrets.token_urlsafe(9)
+    profile = UserProfile(
+        name="Kim Demo",
+        given_name="Kim",
+        family_name="Demo",
+        job_title="HR assistent",
+        organization="Demo Organisation A/S",
+        locale="da",
+    )
+    if svc.accounts.find(DEMO_EMAIL) is None:
+        svc.accounts.create(DEMO_EMAIL, profile, password=password)
+    else:
+        svc.accounts.update(DEMO_EMAIL, profile)
+        svc.accounts.set_password(DEMO_EMAIL, password)
+    click.echo("")
+    click.echo(f"  Portal:   {portal_url}")
+    click.echo(f"  IdP:      {svc.settings.issuer}")
+    click.echo(f"  Log in as {DEMO_EMAIL} with password {password}")
+    click.echo("")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

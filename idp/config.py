@@ -1,0 +1,149 @@
+"""Typed settings, read from ``IDP_*`` environment variables.
+
+Every setting has a documented default (see the README's configuration table).
+:func:`Settings.from_env` is the only place that reads the environment; tests
+and embedders pass a :class:`Settings` (or a mapping of overrides) to
+:func:`idp.create_app` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "Settings"]
+
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'instance' / 'idp.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The identity provider's settings. Field ``foo_bar`` is ``IDP_FOO_BAR``."""
+
+    #: ``development`` (local defaults allowed), ``test`` or ``production``.
+    env: str = "development"
+    #: The issuer identifier: scheme, host, port and path, no trailing slash.
+    issuer: str = "http://localhost:5000"
+    #: Signs cookies and CSRF tokens. Required outside development and test.
+    secret_key: str = ""
+    #: SQLAlchemy URL of the durable store. ``postgresql://`` uses psycopg 3.
+    database_url: str = field(default_factory=_default_database_url)
+    #: Redis URL of the ephemeral store. Empty: an in-process emulation.
+    redis_url: str = ""
+    #: Prefix of every Redis key, so several deployments can share one Redis.
+    redis_prefix: str = "idp:"
+    #: Directory with the signing keys and their manifest.
+    keys_dir: str = "keys"
+    #: A rotated key is published this long before it starts to sign.
+    key_activation_seconds: int = 900
+    #: How long the JWKS and discovery documents may be cached by clients.
+    metadata_cache_seconds: int = 300
+    access_token_seconds: int = 300
+    id_token_seconds: int = 600
+    #: Absolute lifetime of a refresh grant (not extended by rotation).
+    refresh_token_seconds: int = 30 * 24 * 3600
+    authorization_code_seconds: int = 60
+    #: How long a login or consent flow may take before it must start again.
+    flow_seconds: int = 900
+    session_idle_seconds: int = 8 * 3600
+    session_absolute_seconds: int = 24 * 3600
+    #: ``all``: every client must use PKCE (S256). ``public``: only public clients.
+    pkce_required: str = "all"
+    #: argon2id parameters for human passwords (OWASP: m=19 MiB, t=2, p=1).
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    #: Send cookies with ``Secure``. Defaults to on outside development and test.
+    cookie_secure: bool | None = None
+    default_locale: str = "da"
+    brand_name: str = "Login"
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.env not in ENVIRONMENTS:
+            raise ConfigError(f"IDP_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        if self.env == "production" and len(self.secret_key) < 32:
+            raise ConfigError("IDP_SECRET_KEY must be set (32+ characters) in production")
+        if self.issuer.endswith("/"):
+            raise ConfigError("IDP_ISSUER must not end with a slash")
+        if self.pkce_required not in ("all", "public"):
+            raise ConfigError("IDP_PKCE_REQUIRED must be 'all' or 'public'")
+        if self.env == "production" and not self.issuer.startswith("https://"):
+            raise ConfigError("IDP_ISSUER must use https in production")
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.env == "production"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the psycopg 3 driver chosen for PostgreSQL."""
+        url = self.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def max_token_seconds(self) -> int:
+        """The longest lifetime of anything signed with a key."""
+        return max(self.access_token_seconds, self.id_token_seconds)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``IDP_*`` variables, converting to each field's type."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get("IDP_" + f.name.upper())
+            if raw is None or raw == "" and f.name != "redis_url":
+                continue
+            values[f.name] = _convert(f.name, str(f.type), raw)
+        return cls(**values)
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str]]:
+        """Each setting's variable name and default, for the README and ``idp config``."""
+        defaults = cls()
+        return [
+            ("IDP_" + f.name.upper(), repr(getattr(defaults, f.name)))
+            for f in dataclasses.fields(cls)
+        ]
+
+
+def _convert(name: str, type_name: str, raw: str) -> Any:
+    if type_name.startswith("int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"IDP_{name.upper()} must be a whole number") from None
+    if type_name.startswith("bool"):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"IDP_{name.upper()} must be true or false")
+    return raw

@@ -1,0 +1,44 @@
+"""The services of one app, built once by the factory and shared by all requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import current_app
+
+if TYPE_CHECKING:
+    from idp.config import Settings
+    from idp.oidc.server import OpenIDServer
+    from idp.services.accounts import Accounts
+    from idp.services.clients import ClientRegistry
+    from idp.services.consents import Consents
+    from idp.services.flows import FlowStore
+    from idp.services.keys import KeyRing
+    from idp.services.keys import KeyStore
+    from idp.services.sessions import SessionStore
+    from idp.services.tokens import Tokens
+    from idp.store import Store
+
+__all__ = ["Services", "services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    keystore: KeyStore
+    keyring: KeyRing
+    clients: ClientRegistry
+    accounts: Accounts
+    consents: Consents
+    tokens: Tokens
+    flows: FlowStore
+    sessions: SessionStore
+    server: OpenIDServer
+
+
+def services() -> Services:
+    """The current app's services."""
+    found: Services = current_app.extensions["idp"]
+    return found

@@ -1,0 +1,158 @@
+"""Durable data: SQLAlchemy 2.x models. Schema changes go through Alembic
+migrations in ``idp/migrations``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy import Boolean
+from sqlalchemy import DateTime
+from sqlalchemy import ForeignKey
+from sqlalchemy import Integer
+from sqlalchemy import MetaData
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from idp.clock import utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+def new_subject() -> str:
+    """A stable, opaque subject identifier (OIDC Core §2 ``sub``): random, never reused."""
+    return secrets.token_urlsafe(24)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The ``sub`` claim. Never the e-mail or the row id, so neither leaks or changes.
+    subject: Mapped[str] = mapped_column(String(64), unique=True, default=new_subject)
+    #: Stored lower-cased; the unique index makes lookups one indexed query.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    given_name: Mapped[str] = mapped_column(String(100), default="")
+    family_name: Mapped[str] = mapped_column(String(100), default="")
+    job_title: Mapped[str] = mapped_column(String(200), default="")
+    organization: Mapped[str] = mapped_column(String(200), default="")
+    phone_number: Mapped[str | None] = mapped_column(String(32), default=None)
+    phone_number_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: OIDC Core §5.1.1 address claim members, as given.
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    locale: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: argon2id hash, or ``None`` for an account with no password yet.
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Client(Base):
+    """A registered relying party (OAuth 2.0 client)."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100), unique=True)
+    #: SHA-256 of the secret (it has 256 bits of entropy, so no slow hash is needed);
+    #: ``None`` for a public client.
+    secret_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    display_name: Mapped[str] = mapped_column(String(200))
+    is_first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, default=None)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: ``RS256`` or ``ES256``: signs this client's ID tokens and access tokens.
+    signing_alg: Mapped[str] = mapped_column(String(10), default="RS256")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_public(self) -> bool:
+        return self.secret_hash is None
+
+
+class Consent(Base):
+    """A user's remembered consent to a client's scopes."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("user_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE")
+    )
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Grant(Base):
+    """What one authorization (a code exchange) granted one client for one user.
+
+    Its refresh tokens rotate inside it; revoking it ends all of them and, through
+    the Redis deny-list, the access tokens issued under it.
+    """
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE")
+    )
+    scope: Mapped[str] = mapped_column(Text)
+    #: The public session id (``sid`` claim) of the login that made the grant.
+    session_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    auth_time: Mapped[int] = mapped_column(Integer)
+    acr: Mapped[str | None] = mapped_column(String(64))
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The ``claims`` request parameter's ``userinfo`` member (OIDC Core §5.5).
+    userinfo_claims: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class RefreshToken(Base):
+    """One refresh token of a grant, stored by its SHA-256. Rotated on use."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("grants.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Set when the token was exchanged; a second exchange is a replay.
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)

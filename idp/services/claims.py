@@ -1,0 +1,69 @@
+"""Which user claims a client gets, by scope (OIDC Core §5.4) and by the
+``claims`` request parameter (OIDC Core §5.5)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from idp.models import User
+
+__all__ = ["CLAIMS_BY_SCOPE", "SUPPORTED_CLAIMS", "parse_claims_request", "user_claims"]
+
+CLAIMS_BY_SCOPE: dict[str, tuple[str, ...]] = {
+    "profile": ("name", "given_name", "family_name", "locale", "updated_at"),
+    "email": ("email", "email_verified"),
+    "phone": ("phone_number", "phone_number_verified"),
+    "address": ("address",),
+    "organization": ("organization", "job_title"),
+}
+SUPPORTED_CLAIMS = ("sub", *(c for claims in CLAIMS_BY_SCOPE.values() for c in claims))
+
+
+class ClaimsRequestError(ValueError):
+    """The ``claims`` parameter is not a JSON object of the right shape."""
+
+
+def parse_claims_request(raw: str | None) -> dict[str, Any] | None:
+    """Parse and check the ``claims`` parameter; ``None`` when absent."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ClaimsRequestError("The 'claims' parameter is not valid JSON.") from None
+    if not isinstance(value, dict) or not all(
+        key in ("userinfo", "id_token") and (member is None or isinstance(member, dict))
+        for key, member in value.items()
+    ):
+        raise ClaimsRequestError("The 'claims' parameter must be an object of objects.")
+    return {key: member or {} for key, member in value.items()}
+
+
+def _value(user: User, claim: str) -> Any:
+    if claim == "updated_at":
+        return int(user.updated_at.timestamp())
+    if claim in ("phone_number", "phone_number_verified") and not user.phone_number:
+        return None
+    value = getattr(user, claim, None)
+    return value if value not in ("", None) else None
+
+
+def user_claims(
+    user: User, scopes: Iterable[str], requested: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The claims of ``user`` released for ``scopes`` plus individually requested
+    ones; claims without a value are left out (OIDC Core §5.3.2)."""
+    names: list[str] = []
+    for scope in scopes:
+        names.extend(CLAIMS_BY_SCOPE.get(scope, ()))
+    names.extend(name for name in (requested or {}) if name in SUPPORTED_CLAIMS)
+    claims: dict[str, Any] = {"sub": user.subject}
+    for name in dict.fromkeys(names):
+        if name == "sub":
+            continue
+        value = _value(user, name)
+        if value is not None:
+            claims[name] = value
+    return claims

@@ -1,0 +1,94 @@
+"""Login flows: a multi-step login is a small state machine kept in Redis.
+
+A :class:`Flow` records the pending authorization request, which user has
+proven what so far, and which step comes next. Each step view loads the flow
+with :meth:`FlowStore.require`, which refuses a flow that is unknown, expired,
+bound to another browser or at another step, so no step can be skipped by
+typing its URL and no flow can be replayed from another browser.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+
+from idp import clock
+from idp.services import secrets
+from idp.store import Store
+
+__all__ = ["Flow", "FlowError", "FlowStore", "Step"]
+
+
+class Step:
+    """The steps of a login flow, in order."""
+
+    LOGIN = "login"
+    CONSENT = "consent"
+
+
+class FlowError(Exception):
+    """The flow is unknown, expired, from another browser, or not at this step."""
+
+
+@dataclass
+class Flow:
+    id: str
+    #: Digest of the browser binding secret kept in the browser's cookie.
+    browser: str
+    step: str
+    #: The authorization request's parameters, to resume it when the login is done.
+    params: dict[str, str]
+    created_at: int = field(default_factory=clock.now)
+    user_id: int | None = None
+    #: Authentication methods completed in this flow (RFC 8176 values).
+    amr: list[str] = field(default_factory=list)
+    auth_time: int | None = None
+    #: Set once the user approved the consent screen in this flow.
+    consented: bool = False
+
+    @property
+    def client_id(self) -> str:
+        return self.params.get("client_id", "")
+
+
+class FlowStore:
+    def __init__(self, store: Store, ttl_seconds: int) -> None:
+        self.store = store
+        self.ttl_seconds = ttl_seconds
+
+    def _key(self, flow_id: str) -> str:
+        return self.store.key("flow", flow_id)
+
+    def start(self, params: dict[str, str], browser: str, step: str = Step.LOGIN) -> Flow:
+        flow = Flow(
+            id=secrets.new_secret(), browser=secrets.digest(browser), step=step, params=params
+        )
+        self.save(flow)
+        return flow
+
+    def save(self, flow: Flow) -> None:
+        remaining = flow.created_at + self.ttl_seconds - clock.now()
+        if remaining <= 0:
+            raise FlowError("expired")
+        self.store.redis.set(self._key(flow.id), json.dumps(asdict(flow)), ex=remaining)
+
+    def require(self, flow_id: str | None, browser: str | None, *steps: str) -> Flow:
+        """The flow ``flow_id`` if it belongs to ``browser`` and is at one of ``steps``."""
+        if not flow_id or not browser:
+            raise FlowError("missing")
+        raw = self.store.redis.get(self._key(flow_id))
+        if raw is None:
+            raise FlowError("unknown or expired")
+        flow = Flow(**json.loads(raw))
+        if not secrets.matches(browser, flow.browser):
+            raise FlowError("bound to another browser")
+        if clock.now() >= flow.created_at + self.ttl_seconds:
+            raise FlowError("expired")
+        if steps and flow.step not in steps:
+            raise FlowError(f"at step {flow.step}, not {'/'.join(steps)}")
+        return flow
+
+    def finish(self, flow: Flow) -> None:
+        self.store.redis.delete(self._key(flow.id))

@@ -1,0 +1,125 @@
+"""Browser single sign-on sessions in Redis.
+
+The cookie holds a random secret; Redis holds the session under the secret's
+SHA-256, so a Redis dump does not hand out live cookies. The public session id
+(the ``sid`` claim) is a different random value. A per-user set indexes each
+user's sessions, so revoking them costs O(that user's sessions).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+
+from idp import clock
+from idp.services import secrets
+from idp.store import Store
+
+__all__ = ["SessionStore", "SsoSession"]
+
+#: ``last_seen`` is written back at most this often, to keep SSO reads cheap.
+TOUCH_INTERVAL_SECONDS = 60
+
+
+@dataclass
+class SsoSession:
+    #: The public session id, sent as ``sid`` in ID tokens.
+    id: str
+    user_id: int
+    auth_time: int
+    amr: list[str]
+    acr: str
+    created_at: int
+    last_seen: int
+    #: The clients that received a code within this session.
+    clients: list[str] = field(default_factory=list)
+    #: Digest of the cookie secret: the Redis key of this session.
+    key: str = ""
+
+
+class SessionStore:
+    def __init__(self, store: Store, idle_seconds: int, absolute_seconds: int) -> None:
+        self.store = store
+        self.idle_seconds = idle_seconds
+        self.absolute_seconds = absolute_seconds
+
+    def _ttl(self, session: SsoSession, now: int) -> int:
+        return min(self.idle_seconds, session.created_at + self.absolute_seconds - now)
+
+    def _write(self, session: SsoSession, now: int) -> None:
+        ttl = self._ttl(session, now)
+        if ttl <= 0:
+            return
+        r = self.store.redis
+        pipe = r.pipeline()
+        pipe.set(self.store.key("sess", session.key), json.dumps(asdict(session)), ex=ttl)
+        pipe.set(self.store.key("sid", session.id), session.key, ex=ttl)
+        user_index = self.store.key("usess", str(session.user_id))
+        pipe.sadd(user_index, session.key)
+        pipe.expire(user_index, self.absolute_seconds)
+        pipe.execute()
+
+    def create(self, user_id: int, amr: list[str], acr: str, auth_time: int) -> tuple[str, SsoSession]:
+        """Start a session; returns the cookie secret and the session."""
+        cookie = secrets.new_secret()
+        now = clock.now()
+        session = SsoSession(
+            id=secrets.new_secret(),
+            user_id=user_id,
+            auth_time=auth_time,
+            amr=amr,
+            acr=acr,
+            created_at=now,
+            last_seen=now,
+            key=secrets.digest(cookie),
+        )
+        self._write(session, now)
+        return cookie, session
+
+    def get(self, cookie: str | None) -> SsoSession | None:
+        """The live session of this cookie, its idle timer refreshed."""
+        if not cookie:
+            return None
+        key = secrets.digest(cookie)
+        raw = self.store.redis.get(self.store.key("sess", key))
+        if raw is None:
+            return None
+        session = SsoSession(**json.loads(raw))
+        now = clock.now()
+        if now >= session.created_at + self.absolute_seconds or (
+            now >= session.last_seen + self.idle_seconds
+        ):
+            self.revoke(session)
+            return None
+        if now - session.last_seen >= TOUCH_INTERVAL_SECONDS:
+            session.last_seen = now
+            self._write(session, now)
+        return session
+
+    def add_client(self, session: SsoSession, client_id: str) -> None:
+        if client_id not in session.clients:
+            session.clients.append(client_id)
+            self._write(session, clock.now())
+
+    def for_user(self, user_id: int) -> list[SsoSession]:
+        keys = self.store.redis.smembers(self.store.key("usess", str(user_id)))
+        if not keys:
+            return []
+        names = [self.store.key("sess", k.decode()) for k in keys]
+        return [SsoSession(**json.loads(raw)) for raw in self.store.redis.mget(names) if raw]
+
+    def revoke(self, session: SsoSession) -> None:
+        pipe = self.store.redis.pipeline()
+        pipe.delete(self.store.key("sess", session.key), self.store.key("sid", session.id))
+        pipe.srem(self.store.key("usess", str(session.user_id)), session.key)
+        pipe.execute()
+
+    def revoke_user(self, user_id: int) -> list[SsoSession]:
+        """End every session of one user."""
+        sessions = self.for_user(user_id)
+        for session in sessions:
+            self.revoke(session)
+        self.store.redis.delete(self.store.key("usess", str(user_id)))
+        return sessions

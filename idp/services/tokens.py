@@ -1,0 +1,313 @@
+"""Tokens: authorization codes, JWT access tokens, refresh grants, revocation.
+
+* Authorization codes live in Redis under their SHA-256 and are consumed with
+  ``GETDEL``, so two exchanges of one code cannot both succeed. A consumed code
+  leaves a marker naming the grant it produced; a second exchange revokes that
+  grant (RFC 6749 §4.1.2).
+* Access tokens are JWTs (RFC 9068), verified without a database. Revoked ones
+  are deny-listed in Redis until they expire: by ``jti`` for one token, by
+  grant id for every token of a grant.
+* Refresh tokens are opaque, stored hashed in SQL, and rotated on every use;
+  presenting a rotated one revokes the whole grant (OAuth 2.0 Security BCP §4.14).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets as std_secrets
+from collections.abc import Callable
+from dataclasses import asdict
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.models import Grant
+from idp.models import RefreshToken
+from idp.models import User
+from idp.services import secrets
+from idp.services.keys import ALGORITHMS
+from idp.services.keys import KeyRing
+from idp.store import Store
+
+__all__ = [
+    "AccessToken",
+    "CodeData",
+    "InvalidTokenError",
+    "Tokens",
+]
+
+#: How long a consumed code is remembered, to detect its replay.
+USED_CODE_MEMORY_SECONDS = 600
+ACCESS_TOKEN_TYPE = "at+jwt"
+
+
+class InvalidTokenError(Exception):
+    """The token is malformed, not ours, expired or revoked."""
+
+
+@dataclass
+class CodeData:
+    """What an authorization code stands for; implements Authlib's code mixin."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    user_id: int
+    session_id: str
+    auth_time: int
+    acr: str
+    amr: list[str]
+    expires_at: int
+    nonce: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    #: The ``claims`` request parameter (OIDC Core §5.5), parsed.
+    claims: dict[str, Any] | None = None
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> str:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return self.amr
+
+
+@dataclass
+class AccessToken:
+    """A verified access token's claims, as introspection and UserInfo see them."""
+
+    claims: dict[str, Any]
+
+    @property
+    def jti(self) -> str:
+        return str(self.claims["jti"])
+
+    @property
+    def grant_id(self) -> str | None:
+        return self.claims.get("gid")
+
+    @property
+    def client_id(self) -> str:
+        return str(self.claims["client_id"])
+
+    @property
+    def scope(self) -> str:
+        return str(self.claims.get("scope", ""))
+
+
+class Tokens:
+    """Issues, verifies and revokes tokens."""
+
+    def __init__(
+        self,
+        store: Store,
+        keyring: KeyRing,
+        session_factory: Callable[[], Session],
+        issuer: str,
+        access_token_seconds: int,
+        refresh_token_seconds: int,
+        code_seconds: int,
+    ) -> None:
+        self.store = store
+        self.keyring = keyring
+        self._session_factory = session_factory
+        self.issuer = issuer
+        self.access_token_seconds = access_token_seconds
+        self.refresh_token_seconds = refresh_token_seconds
+        self.code_seconds = code_seconds
+
+    # -- authorization codes --------------------------------------------------
+    def save_code(self, code: str, data: CodeData) -> None:
+        self.store.redis.set(
+            self.store.key("code", secrets.digest(code)),
+            json.dumps(asdict(data)),
+            ex=self.code_seconds,
+        )
+
+    def consume_code(self, code: str) -> tuple[CodeData | None, str | None]:
+        """Take the code out of the store, atomically.
+
+        Returns ``(data, grant_id)``: ``data`` when this call consumed a live
+        code, and the id to give the grant it produces; or ``(None, grant_id)``
+        when the code was already used and produced that grant; or ``(None,
+        None)`` for an unknown code.
+        """
+        digest = secrets.digest(code)
+        raw = self.store.redis.getdel(self.store.key("code", digest))
+        used_key = self.store.key("code-used", digest)
+        if raw is None:
+            previous = self.store.redis.get(used_key)
+            return None, previous.decode() if previous else None
+        grant_id = std_secrets.token_hex(16)
+        self.store.redis.set(used_key, grant_id, ex=USED_CODE_MEMORY_SECONDS)
+        data = CodeData(**json.loads(raw))
+        if clock.now() >= data.expires_at:
+            return None, None
+        return data, grant_id
+
+    # -- access tokens --------------------------------------------------------
+    def issue_access_token(
+        self,
+        client_id: str,
+        alg: str,
+        scope: str,
+        subject: str,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """Sign a JWT access token (RFC 9068 §2)."""
+        now = clock.now()
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": client_id,
+            "client_id": client_id,
+            "iat": now,
+            "exp": now + self.access_token_seconds,
+            "jti": secrets.new_secret(),
+            "scope": scope,
+        }
+        if extra:
+            claims.update(extra)
+        key = self.keyring.signing_key(alg)
+        header = {"alg": alg, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}
+        return jwt.encode(header, claims, key, algorithms=[alg])
+
+    def verify_access_token(self, token: str) -> AccessToken:
+        """Check signature, type, issuer, expiry and the deny-list (one Redis call)."""
+        try:
+            decoded = jwt.decode(token, self.keyring.keyset, algorithms=list(ALGORITHMS))
+        except (JoseError, ValueError) as error:
+            raise InvalidTokenError("malformed or badly signed") from error
+        if decoded.header.get("typ", "").lower() not in (ACCESS_TOKEN_TYPE, "application/at+jwt"):
+            raise InvalidTokenError("not an access token")
+        claims = decoded.claims
+        if claims.get("iss") != self.issuer or "jti" not in claims:
+            raise InvalidTokenError("not issued here")
+        if not isinstance(claims.get("exp"), int) or clock.now() >= claims["exp"]:
+            raise InvalidTokenError("expired")
+        keys = [self.store.key("deny", "jti", str(claims["jti"]))]
+        if claims.get("gid"):
+            keys.append(self.store.key("deny", "grant", str(claims["gid"])))
+        if any(self.store.redis.mget(keys)):
+            raise InvalidTokenError("revoked")
+        return AccessToken(claims)
+
+    def deny_access_token(self, token: AccessToken) -> None:
+        ttl = int(token.claims["exp"]) - clock.now()
+        if ttl > 0:
+            self.store.redis.set(self.store.key("deny", "jti", token.jti), 1, ex=ttl)
+
+    def peek_claims(self, token: str) -> dict[str, Any] | None:
+        """Claims of a token signed by one of our published keys, expired or not."""
+        try:
+            decoded = jwt.decode(token, self.keyring.keyset, algorithms=list(ALGORITHMS))
+        except (JoseError, ValueError):
+            return None
+        return dict(decoded.claims)
+
+    # -- grants and refresh tokens -------------------------------------------
+    def create_grant(
+        self, session: Session, grant_id: str, code: CodeData, with_refresh_token: bool
+    ) -> str | None:
+        """Record the grant a code produced; returns its first refresh token."""
+        grant = Grant(
+            id=grant_id,
+            user_id=code.user_id,
+            client_id=code.client_id,
+            scope=code.scope,
+            session_id=code.session_id,
+            auth_time=code.auth_time,
+            acr=code.acr,
+            amr=code.amr,
+            userinfo_claims=(code.claims or {}).get("userinfo"),
+            expires_at=clock.utcnow() + dt.timedelta(seconds=self.refresh_token_seconds),
+        )
+        session.add(grant)
+        refresh_token = None
+        if with_refresh_token:
+            refresh_token = secrets.new_secret()
+            session.add(RefreshToken(token_hash=secrets.digest(refresh_token), grant_id=grant_id))
+        session.commit()
+        return refresh_token
+
+    def find_refresh_token(self, session: Session, token: str) -> tuple[RefreshToken, Grant] | None:
+        """The refresh token row and its grant, if the token is known (used or not)."""
+        row = session.execute(
+            select(RefreshToken, Grant)
+            .join(Grant, Grant.id == RefreshToken.grant_id)
+            .where(RefreshToken.token_hash == secrets.digest(token))
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    @staticmethod
+    def is_grant_live(grant: Grant) -> bool:
+        return grant.revoked_at is None and clock.utcnow() < _aware(grant.expires_at)
+
+    def rotate_refresh_token(self, session: Session, token: RefreshToken) -> str | None:
+        """Mark ``token`` used and issue its successor, atomically.
+
+        Returns ``None`` when the token had already been used: a replay, after
+        which the whole grant is revoked.
+        """
+        result = session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == token.token_hash, RefreshToken.used_at.is_(None))
+            .values(used_at=clock.utcnow())
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            self.revoke_grant(session, token.grant_id)
+            return None
+        successor = secrets.new_secret()
+        session.add(RefreshToken(token_hash=secrets.digest(successor), grant_id=token.grant_id))
+        session.commit()
+        return successor
+
+    def revoke_grant(self, session: Session, grant_id: str) -> None:
+        """End a grant: its refresh tokens stop working and its live access
+        tokens are deny-listed until the longest of them expires."""
+        session.execute(
+            update(Grant)
+            .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+            .values(revoked_at=clock.utcnow())
+        )
+        session.commit()
+        self.store.redis.set(
+            self.store.key("deny", "grant", grant_id), 1, ex=self.access_token_seconds
+        )
+
+    def userinfo_subject(self, session: Session, token: AccessToken) -> tuple[User, Grant] | None:
+        """The user and live grant behind a user's access token, in one query."""
+        if not token.grant_id:
+            return None
+        row = session.execute(
+            select(User, Grant)
+            .join(Grant, Grant.user_id == User.id)
+            .where(Grant.id == token.grant_id)
+        ).first()
+        if row is None or row[1].revoked_at is not None or not row[0].is_active:
+            return None
+        return row[0], row[1]
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes; they were stored as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -1,0 +1,1 @@
+"""User-facing blueprints, one per flow."""

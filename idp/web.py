@@ -1,0 +1,155 @@
+"""Web plumbing shared by the blueprints: CSRF, language, cookies, headers."""
+
+from __future__ import annotations
+
+import secrets as std_secrets
+from typing import Any
+
+from flask import Flask
+from flask import Response
+from flask import g
+from flask import render_template
+from flask import request
+from flask import session
+from flask_babel import Babel
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from idp.context import services
+from idp.services.sessions import SsoSession
+
+__all__ = [
+    "SSO_COOKIE",
+    "browser_id",
+    "csrf",
+    "current_sso",
+    "error_page",
+    "init_app",
+    "set_sso_cookie",
+]
+
+SSO_COOKIE = "idp_session"
+LOCALES = ("da", "en")
+
+csrf = CSRFProtect()
+
+
+def browser_id() -> str:
+    """A random id of this browser, kept in the signed session cookie; flows are
+    bound to it so a flow id alone is useless in another browser."""
+    if "browser" not in session:
+        session["browser"] = std_secrets.token_urlsafe(32)
+        session.permanent = False
+    return str(session["browser"])
+
+
+def current_sso() -> SsoSession | None:
+    """The browser's live single sign-on session, if any (one Redis read)."""
+    if "sso" not in g:
+        g.sso = services().sessions.get(request.cookies.get(SSO_COOKIE))
+    sso: SsoSession | None = g.sso
+    return sso
+
+
+def set_sso_cookie(response: Response, cookie: str | None) -> Response:
+    settings = services().settings
+    if cookie is None:
+        response.delete_cookie(SSO_COOKIE, httponly=True, samesite="Lax", secure=settings.secure_cookies)
+    else:
+        response.set_cookie(
+            SSO_COOKIE,
+            cookie,
+            max_age=settings.session_absolute_seconds,
+            httponly=True,
+            samesite="Lax",
+            secure=settings.secure_cookies,
+        )
+    return response
+
+
+def error_page(title: str, message: str, status: int = 400, **context: Any) -> tuple[str, int]:
+    return render_template("error.html", title=title, message=message, **context), status
+
+
+def select_locale() -> str:
+    """``ui_locales`` of the request (OIDC Core §3.1.2.1), then the language the
+    user picked, then the browser's Accept-Language, then the default."""
+    wanted = request.values.get("ui_locales") or g.get("ui_locales") or ""
+    for tag in wanted.split():
+        base = tag.split("-")[0].lower()
+        if base in LOCALES:
+            return base
+    chosen = request.cookies.get("idp_lang")
+    if chosen in LOCALES:
+        return chosen
+    return request.accept_languages.best_match(LOCALES) or services().settings.default_locale
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html":
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+            "form-action 'self' http: https:",
+        )
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    from idp.oidc.views import bp as oidc_bp
+    from idp.views.consent import bp as consent_bp
+    from idp.views.login import bp as login_bp
+
+    csrf.init_app(app)
+    babel_dir = str(app.root_path) + "/translations"
+    Babel(app, locale_selector=select_locale, default_translation_directories=babel_dir)
+    app.register_blueprint(oidc_bp)
+    app.register_blueprint(login_bp)
+    app.register_blueprint(consent_bp)
+    app.after_request(_security_headers)
+
+    @app.context_processor
+    def _template_globals() -> dict[str, Any]:
+        return {
+            "get_locale": get_locale,
+            "brand_name": services().settings.brand_name,
+            "scope_descriptions": {
+                "openid": _("Know who you are"),
+                "profile": _("Your name and language"),
+                "email": _("Your e-mail address"),
+                "phone": _("Your phone number"),
+                "address": _("Your address"),
+                "organization": _("Your organisation and job title"),
+                "offline_access": _("Stay connected when you are not using it"),
+            },
+        }
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error: CSRFError) -> tuple[str, int]:
+        return error_page(
+            _("The page expired"),
+            _("The form was too old or came from another page. Go back and try again."),
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Any:
+        if request.accept_mimetypes.best == "application/json" or request.path.startswith(
+            ("/token", "/userinfo", "/revoke", "/introspect", "/.well-known", "/jwks")
+        ):
+            return {"error": "invalid_request", "error_description": error.description}, error.code
+        return error_page(error.name, error.description or "", error.code or 500)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/")
+    def index() -> Any:
+        return render_template("index.html")

@@ -1,0 +1,78 @@
+"""Drive the login flow with Flask's test client, as a browser would."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from tests.factories import PASSWORD
+from tests.factories import REDIRECT_URI
+from tests.factories import Pkce
+
+CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(response: TestResponse) -> str:
+    match = CSRF_PATTERN.search(response.get_data(as_text=True))
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def query(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def authorize_params(client_id: str, pkce: Pkce | None = None, **extra: str) -> dict[str, str]:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile email",
+        "state": "state-123",
+        "nonce": "nonce-456",
+    }
+    if pkce is not None:
+        params["code_challenge"] = pkce.challenge
+        params["code_challenge_method"] = "S256"
+    params.update(extra)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def authorize(browser: FlaskClient, params: dict[str, str]) -> TestResponse:
+    return browser.get("/authorize?" + urlencode(params))
+
+
+def submit_login(browser: FlaskClient, login_location: str, email: str, password: str = PASSWORD) -> TestResponse:
+    page = browser.get(login_location)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    return browser.post(
+        login_location,
+        data={"email": email, "password": password, "csrf_token": csrf_token(page)},
+    )
+
+
+def login_for_code(browser: FlaskClient, client_id: str, email: str, pkce: Pkce, **extra: str) -> dict[str, str]:
+    """Authorize, log in, and return the parameters of the redirect to the client."""
+    response = authorize(browser, authorize_params(client_id, pkce, **extra))
+    if response.status_code == 302 and response.location.startswith("/login"):
+        response = submit_login(browser, response.location, email)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert response.location.startswith(REDIRECT_URI), response.location
+    return query(response.location)
+
+
+def exchange(browser: FlaskClient, client_id: str, secret: str | None, code: str, pkce: Pkce | None, **extra: Any) -> TestResponse:
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
+    if pkce is not None:
+        data["code_verifier"] = pkce.verifier
+    data.update(extra)
+    if secret is None:
+        data["client_id"] = client_id
+        return browser.post("/token", data=data)
+    return browser.post("/token", data=data, auth=(client_id, secret))
