@@ -62,7 +62,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     )
     logging.getLogger("idp").setLevel(settings.log_level)
     # Authlib logs issued tokens at DEBUG; never let that through.
-    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    logging.getLogger("authlib").setLevel(
+        max(logging.INFO, logging.getLevelName(settings.log_level))
+    )
 
     from idp import db
     from idp import store

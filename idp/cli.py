@@ -30,7 +30,7 @@ from idp.services.clients import ClientError
 from idp.services.clients import ClientSpec
 from idp.services.clients import RegisteredClient
 from idp.services.keys import ALGORITHMS
-from idp.services.keys import KeyError_
+from idp.services.keys import KeyManagementError
 
 __all__ = ["main"]
 
@@ -38,7 +38,7 @@ _app: Flask | None = None
 
 
 def get_app() -> Flask:
-    global _app  # noqa: PLW0603 - one app per command invocation
+    global _app
     if _app is None:
         try:
             _app = create_app()
@@ -56,7 +56,7 @@ def with_services(func: Callable[..., Any]) -> Callable[..., Any]:
         with app.app_context():
             try:
                 return func(app.extensions["idp"], *args, **kwargs)
-            except (ClientError, AccountError, KeyError_) as error:
+            except (ClientError, AccountError, KeyManagementError) as error:
                 raise click.ClickException(str(error)) from None
 
     return wrapper
@@ -135,7 +135,9 @@ def keys_generate(svc: Services) -> None:
 
 @keys.command("rotate")
 @click.option("--alg", "algs", multiple=True, type=click.Choice(ALGORITHMS), help="Default: all.")
-@click.option("--now", "immediately", is_flag=True, help="Sign with the new key at once (compromise).")
+@click.option(
+    "--now", "immediately", is_flag=True, help="Sign with the new key at once (compromise)."
+)
 @with_services
 def keys_rotate(svc: Services, algs: tuple[str, ...], immediately: bool) -> None:
     """Publish a new key; it signs after IDP_KEY_ACTIVATION_SECONDS."""
@@ -169,12 +171,19 @@ def clients() -> None:
 def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--name", "display_name", help="Display name, shown on login screens."),
-        click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeat)."),
+        click.option(
+            "--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeat)."
+        ),
         click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True),
         click.option("--backchannel-logout-uri"),
         click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES)),
         click.option("--grant-type", "grant_types", multiple=True, type=click.Choice(GRANT_TYPES)),
-        click.option("--first-party/--third-party", "is_first_party", default=None, help="First-party clients skip consent."),
+        click.option(
+            "--first-party/--third-party",
+            "is_first_party",
+            default=None,
+            help="First-party clients skip consent.",
+        ),
         click.option("--signing-alg", type=click.Choice(ALGORITHMS)),
     ]
     for option in reversed(options):
@@ -288,7 +297,9 @@ def users_add(svc: Services, email: str, password: str, **profile: Any) -> None:
 @with_services
 def users_list(svc: Services) -> None:
     for user in svc.accounts.list():
-        flags = ",".join(f for f, on in (("admin", user.is_admin), ("disabled", not user.is_active)) if on)
+        flags = ",".join(
+            f for f, on in (("admin", user.is_admin), ("disabled", not user.is_active)) if on
+        )
         click.echo(f"{user.email}\t{user.name}\t{flags}")
 
 
@@ -308,7 +319,9 @@ PORTAL_URL = "http://localhost:5001"
 
 @main.command()
 @click.option("--portal-url", default=PORTAL_URL, show_default=True)
-@click.option("--env-file", default="instance/portal.env", show_default=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--env-file", default="instance/portal.env", show_default=True, type=click.Path(dir_okay=False)
+)
 @with_services
 def demo(svc: Services, portal_url: str, env_file: str) -> None:
     """Set up the portal client and a demo user for local development.

@@ -118,7 +118,7 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get("IDP_" + f.name.upper())
-            if raw is None or raw == "" and f.name != "redis_url":
+            if raw is None or (raw == "" and f.name != "redis_url"):
                 continue
             values[f.name] = _convert(f.name, str(f.type), raw)
         return cls(**values)

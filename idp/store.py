@@ -29,9 +29,7 @@ class Store:
     @classmethod
     def from_url(cls, url: str, prefix: str, **kwargs: Any) -> Store:
         if url:
-            client = redis.Redis.from_url(
-                url, socket_timeout=2, socket_connect_timeout=2, **kwargs
-            )
+            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, **kwargs)
         else:
             import fakeredis
 
@@ -41,9 +39,7 @@ class Store:
 
 def init_app(app: Flask, store: Store | None = None) -> None:
     settings = app.extensions["idp.settings"]
-    app.extensions["idp.store"] = store or Store.from_url(
-        settings.redis_url, settings.redis_prefix
-    )
+    app.extensions["idp.store"] = store or Store.from_url(settings.redis_url, settings.redis_prefix)
 
 
 def get_store() -> Store:

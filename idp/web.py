@@ -57,7 +57,9 @@ def current_sso() -> SsoSession | None:
 def set_sso_cookie(response: Response, cookie: str | None) -> Response:
     settings = services().settings
     if cookie is None:
-        response.delete_cookie(SSO_COOKIE, httponly=True, samesite="Lax", secure=settings.secure_cookies)
+        response.delete_cookie(
+            SSO_COOKIE, httponly=True, samesite="Lax", secure=settings.secure_cookies
+        )
     else:
         response.set_cookie(
             SSO_COOKIE,

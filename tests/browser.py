@@ -48,7 +48,9 @@ def authorize(browser: FlaskClient, params: dict[str, str]) -> TestResponse:
     return browser.get("/authorize?" + urlencode(params))
 
 
-def submit_login(browser: FlaskClient, login_location: str, email: str, password: str = PASSWORD) -> TestResponse:
+def submit_login(
+    browser: FlaskClient, login_location: str, email: str, password: str = PASSWORD
+) -> TestResponse:
     page = browser.get(login_location)
     assert page.status_code == 200, page.get_data(as_text=True)
     return browser.post(
@@ -57,7 +59,9 @@ def submit_login(browser: FlaskClient, login_location: str, email: str, password
     )
 
 
-def login_for_code(browser: FlaskClient, client_id: str, email: str, pkce: Pkce, **extra: str) -> dict[str, str]:
+def login_for_code(
+    browser: FlaskClient, client_id: str, email: str, pkce: Pkce, **extra: str
+) -> dict[str, str]:
     """Authorize, log in, and return the parameters of the redirect to the client."""
     response = authorize(browser, authorize_params(client_id, pkce, **extra))
     if response.status_code == 302 and response.location.startswith("/login"):
@@ -67,7 +71,14 @@ def login_for_code(browser: FlaskClient, client_id: str, email: str, pkce: Pkce,
     return query(response.location)
 
 
-def exchange(browser: FlaskClient, client_id: str, secret: str | None, code: str, pkce: Pkce | None, **extra: Any) -> TestResponse:
+def exchange(
+    browser: FlaskClient,
+    client_id: str,
+    secret: str | None,
+    code: str,
+    pkce: Pkce | None,
+    **extra: Any,
+) -> TestResponse:
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
     if pkce is not None:
         data["code_verifier"] = pkce.verifier

@@ -101,7 +101,9 @@ def store() -> Iterator[Store]:
     client.close()
 
 
-def make_settings(database_url: str, keys_dir: Path, issuer: str = "http://localhost", **changes: object) -> Settings:
+def make_settings(
+    database_url: str, keys_dir: Path, issuer: str = "http://localhost", **changes: object
+) -> Settings:
     settings = Settings(
         env="test",
         issuer=issuer,

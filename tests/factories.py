@@ -36,14 +36,22 @@ class Factory:
         self.app = app
         self.services = app.extensions["idp"]
 
-    def client(self, client_id: str | None = None, **values: Any) -> tuple[RegisteredClient, str | None]:
+    def client(
+        self, client_id: str | None = None, **values: Any
+    ) -> tuple[RegisteredClient, str | None]:
         values.setdefault("display_name", "Test Portal")
         values.setdefault("is_first_party", True)
         values.setdefault("redirect_uris", [REDIRECT_URI])
         values.setdefault(
-            "scopes", ["openid", "profile", "email", "phone", "address", "organization", "offline_access"]
+            "scopes",
+            ["openid", "profile", "email", "phone", "address", "organization", "offline_access"],
         )
-        values.setdefault("grant_types", ["authorization_code", "refresh_token", "client_credentials"] if not values.get("is_public") else ["authorization_code", "refresh_token"])
+        values.setdefault(
+            "grant_types",
+            ["authorization_code", "refresh_token", "client_credentials"]
+            if not values.get("is_public")
+            else ["authorization_code", "refresh_token"],
+        )
         spec = ClientSpec(client_id=client_id or f"client-{uuid.uuid4().hex[:8]}", **values)
         return self.services.clients.add(spec)
 

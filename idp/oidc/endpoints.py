@@ -20,6 +20,7 @@ from idp.models import RefreshToken
 from idp.services.tokens import AccessToken
 from idp.services.tokens import InvalidTokenError
 from idp.services.tokens import Tokens
+from idp.services.tokens import aware
 
 __all__ = ["IdpIntrospectionEndpoint", "IdpRevocationEndpoint"]
 
@@ -28,18 +29,12 @@ __all__ = ["IdpIntrospectionEndpoint", "IdpRevocationEndpoint"]
 class FoundToken:
     """A presented token, whichever kind it is, as Authlib's endpoints see it."""
 
+    client_id: str
     access: AccessToken | None = None
     refresh: RefreshToken | None = None
     grant: Grant | None = None
     #: False when the token is known but no longer usable.
     is_usable: bool = True
-
-    @property
-    def client_id(self) -> str:
-        if self.access is not None:
-            return self.access.client_id
-        assert self.grant is not None
-        return self.grant.client_id
 
     def check_client(self, client: ClientMixin) -> bool:
         return bool(self.client_id == client.get_client_id())
@@ -55,15 +50,16 @@ def find_token(tokens: Tokens, value: str, hint: str | None) -> FoundToken | Non
     """Look the token up by its shape: a JWT has two dots, a refresh token none."""
     if value.count(".") == 2:
         try:
-            return FoundToken(access=tokens.verify_access_token(value))
+            access = tokens.verify_access_token(value)
         except InvalidTokenError:
             return None
+        return FoundToken(client_id=access.client_id, access=access)
     found = tokens.find_refresh_token(get_session(), value)
     if found is None:
         return None
     refresh, grant = found
     usable = refresh.used_at is None and tokens.is_grant_live(grant)
-    return FoundToken(refresh=refresh, grant=grant, is_usable=usable)
+    return FoundToken(client_id=grant.client_id, refresh=refresh, grant=grant, is_usable=usable)
 
 
 class IdpRevocationEndpoint(RevocationEndpoint):  # type: ignore[misc]
@@ -118,19 +114,32 @@ class IdpIntrospectionEndpoint(IntrospectionEndpoint):  # type: ignore[misc]
                 "token_type": "Bearer",
                 **{
                     name: claims[name]
-                    for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "sid")
+                    for name in (
+                        "scope",
+                        "client_id",
+                        "sub",
+                        "aud",
+                        "iss",
+                        "exp",
+                        "iat",
+                        "jti",
+                        "sid",
+                    )
                     if name in claims
                 },
             }
             return payload
         grant = token.grant
-        assert grant is not None
+        if grant is None:
+            return {"active": False}
         return {
             "active": True,
             "token_type": "refresh_token",
             "scope": grant.scope,
             "client_id": grant.client_id,
             "iss": self.tokens.issuer,
-            "exp": int(grant.expires_at.timestamp()),
-            "iat": int(token.refresh.created_at.timestamp()) if token.refresh else clock.now(),
+            "exp": int(aware(grant.expires_at).timestamp()),
+            "iat": int(aware(token.refresh.created_at).timestamp())
+            if token.refresh
+            else clock.now(),
         }

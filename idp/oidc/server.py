@@ -49,7 +49,9 @@ class ParamsRequest(OAuth2Request):  # type: ignore[misc]
     """An authorization request rebuilt from its parameters, so a flow can resume
     it after the login steps, outside the request that started it."""
 
-    def __init__(self, uri: str, params: dict[str, str], datalist: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, uri: str, params: dict[str, str], datalist: dict[str, list[str]] | None = None
+    ) -> None:
         super().__init__("GET", uri)
         self.payload = BasicOAuth2Payload(params)
         if datalist is not None:
@@ -96,9 +98,7 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
         if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
-            raise InvalidRequestError(
-                "Unsupported 'code_challenge_method': only S256 is accepted."
-            )
+            raise InvalidRequestError("Unsupported 'code_challenge_method': only S256 is accepted.")
         client: RegisteredClient = grant.request.client
         if not data.get("code_challenge") and (self.required_for_all or client.is_public):
             raise InvalidRequestError("Missing 'code_challenge': PKCE with S256 is required.")

@@ -96,7 +96,16 @@ def discovery_document() -> dict[str, Any]:
         ],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
-            "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "azp",
+            "sid",
             *SUPPORTED_CLAIMS,
         ],
         "claim_types_supported": ["normal"],
@@ -143,7 +152,9 @@ def _request_params() -> tuple[dict[str, str], dict[str, list[str]]]:
     return {k: values[k] for k in values}, {k: values.getlist(k) for k in values}
 
 
-def _authorization_request(params: dict[str, str], datalist: dict[str, list[str]] | None = None) -> ParamsRequest:
+def _authorization_request(
+    params: dict[str, str], datalist: dict[str, list[str]] | None = None
+) -> ParamsRequest:
     return ParamsRequest(services().settings.issuer + "/authorize", params, datalist)
 
 
@@ -181,12 +192,16 @@ def _issue_code(grant: Any, redirect_uri: str, sso: SsoSession) -> Response:
     return response
 
 
-def _needs_consent(sso: SsoSession, client: RegisteredClient, scope: str, prompts: set[str]) -> bool:
+def _needs_consent(
+    sso: SsoSession, client: RegisteredClient, scope: str, prompts: set[str]
+) -> bool:
     if client.is_first_party:
         return False
     if "consent" in prompts:
         return True
-    return not services().consents.covers(get_session(), sso.user_id, client.client_id, scope_to_list(scope) or [])
+    return not services().consents.covers(
+        get_session(), sso.user_id, client.client_id, scope_to_list(scope) or []
+    )
 
 
 def _hint_subject(params: dict[str, str], redirect_uri: str) -> str | None:
@@ -211,7 +226,9 @@ def authorize() -> Any:
         grant, redirect_uri = _validate(req)
         prompts = set(params.get("prompt", "").split())
         if "none" in prompts and len(prompts) > 1:
-            raise InvalidRequestError("'prompt=none' cannot be combined.", redirect_uri=redirect_uri)
+            raise InvalidRequestError(
+                "'prompt=none' cannot be combined.", redirect_uri=redirect_uri
+            )
         max_age = params.get("max_age")
         if max_age is not None and not max_age.isdigit():
             raise InvalidRequestError("Invalid 'max_age'.", redirect_uri=redirect_uri)
@@ -224,13 +241,12 @@ def authorize() -> Any:
         if sso is not None and hinted_subject is not None and not must_login:
             user = services().accounts.find_by_id(get_session(), sso.user_id)
             must_login = user is None or user.subject != hinted_subject
-        if must_login:
+        if sso is None or must_login:
             if "none" in prompts:
                 raise LoginRequiredError(redirect_uri=redirect_uri)
             flow = services().flows.start(params, browser_id(), Step.LOGIN)
             return redirect(url_for("login.password", flow=flow.id))
 
-        assert sso is not None
         if _needs_consent(sso, grant.request.client, grant.request.scope, prompts):
             if "none" in prompts:
                 raise ConsentRequiredError(redirect_uri=redirect_uri)
@@ -246,8 +262,10 @@ def authorize() -> Any:
 def restart_page() -> tuple[str, int]:
     return error_page(
         _("Please start again"),
-        _("This login took too long or was opened in another browser. "
-          "Go back to the application and log in again."),
+        _(
+            "This login took too long or was opened in another browser. "
+            "Go back to the application and log in again."
+        ),
         status=400,
     )
 
@@ -309,7 +327,9 @@ def _bearer_error(error: str, description: str, status: int) -> Response:
         status=status,
         mimetype="application/json",
     )
-    response.headers["WWW-Authenticate"] = f'Bearer error="{error}", error_description="{description}"'
+    response.headers["WWW-Authenticate"] = (
+        f'Bearer error="{error}", error_description="{description}"'
+    )
     return response
 
 

@@ -122,11 +122,15 @@ def _validate_uri(uri: str, what: str, allow_custom_scheme: bool = False) -> str
     parts = urlsplit(uri)
     if parts.fragment:
         raise ClientError(f"{what} must not contain a fragment: {uri}")
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in (
-        "localhost",
-        "127.0.0.1",
-        "::1",
-    )):
+    if parts.scheme == "https" or (
+        parts.scheme == "http"
+        and parts.hostname
+        in (
+            "localhost",
+            "127.0.0.1",
+            "::1",
+        )
+    ):
         if not parts.hostname:
             raise ClientError(f"{what} has no host: {uri}")
         return uri
@@ -196,9 +200,7 @@ class ClientRegistry:
         """Register a client. Returns it and, for a confidential client, its secret
         (shown once; only its hash is stored)."""
         if not spec.client_id or not CLIENT_ID_PATTERN.match(spec.client_id):
-            raise ClientError(
-                "client id must be 3-100 characters of letters, digits and . _ ~ -"
-            )
+            raise ClientError("client id must be 3-100 characters of letters, digits and . _ ~ -")
         row = Client(client_id=spec.client_id, display_name=spec.display_name or spec.client_id)
         secret = None if spec.is_public else secrets.new_secret()
         row.secret_hash = secrets.digest(secret) if secret else None

@@ -31,8 +31,8 @@ from idp import clock
 
 __all__ = [
     "ALGORITHMS",
-    "KeyError_",
     "KeyInfo",
+    "KeyManagementError",
     "KeyRing",
     "KeyStore",
 ]
@@ -43,7 +43,7 @@ RELOAD_CHECK_SECONDS = 2
 MANIFEST = "manifest.json"
 
 
-class KeyError_(Exception):  # noqa: N801 - avoids shadowing the builtin KeyError
+class KeyManagementError(Exception):
     """A key operation cannot be done (unknown kid, last key of an algorithm)."""
 
 
@@ -77,7 +77,7 @@ def _generate(alg: str, kid: str) -> jwk.Key:
         return jwk.RSAKey.generate_key(2048, parameters=params, private=True)
     if alg == "ES256":
         return jwk.ECKey.generate_key("P-256", parameters=params, private=True)
-    raise KeyError_(f"unsupported algorithm {alg}")
+    raise KeyManagementError(f"unsupported algorithm {alg}")
 
 
 def _key_type(alg: str) -> str:
@@ -143,7 +143,7 @@ class KeyStore:
         added = []
         for alg in algs:
             if alg not in ALGORITHMS:
-                raise KeyError_(f"unsupported algorithm {alg}")
+                raise KeyManagementError(f"unsupported algorithm {alg}")
             new = self._add(alg, activates_at=clock.now() + activation_delay)
             for info in infos:
                 if info.alg == alg and info.retired_at is None:
@@ -157,19 +157,24 @@ class KeyStore:
         infos = self.infos()
         target = next((i for i in infos if i.kid == kid), None)
         if target is None:
-            raise KeyError_(f"no key with kid {kid}")
-        if target.retired_at is not None and target.retired_at <= clock.now():
+            raise KeyManagementError(f"no key with kid {kid}")
+        now = clock.now()
+        if target.retired_at is not None and target.retired_at <= now:
             return target
         others = [
-            i for i in infos if i.alg == target.alg and i.kid != kid and i.retired_at is None
+            i
+            for i in infos
+            if i.alg == target.alg and i.kid != kid and (i.retired_at is None or i.retired_at > now)
         ]
         if not others:
-            raise KeyError_(
+            raise KeyManagementError(
                 f"{kid} is the last {target.alg} key: rotate first, then retire"
             )
-        now = clock.now()
         target.retired_at = now
         for other in others:
+            if other.retired_at == target.activates_at:
+                other.retired_at = None  # the hand-over to the retired key is cancelled
+            # A key waiting to take over signs at once (the usual case after a compromise).
             other.activates_at = min(other.activates_at, now)
         self._write(infos)
         return target
@@ -198,7 +203,11 @@ class KeyRing:
 
     def refresh(self, force: bool = False) -> None:
         now = clock.now()
-        if not force and now - self._checked_at < RELOAD_CHECK_SECONDS and now < self._snapshot_until:
+        if (
+            not force
+            and now - self._checked_at < RELOAD_CHECK_SECONDS
+            and now < self._snapshot_until
+        ):
             return
         with self._lock:
             self._checked_at = now
@@ -220,9 +229,7 @@ class KeyRing:
         for info in sorted(self._infos, key=lambda i: i.activates_at):
             if info.is_signing(now):
                 signing[info.alg] = (info, self._keys[info.kid])
-        published = [
-            self._keys[i.kid] for i in self._infos if i.is_published(now, max_seconds)
-        ]
+        published = [self._keys[i.kid] for i in self._infos if i.is_published(now, max_seconds)]
         self._signing = signing
         self._keyset = jwk.KeySet(published)
         self._jwks = {"keys": [k.as_dict(private=False) for k in published]}
@@ -243,7 +250,9 @@ class KeyRing:
         try:
             return self._signing[alg][1]
         except KeyError:
-            raise KeyError_(f"no active {alg} signing key: run `idp keys generate`") from None
+            raise KeyManagementError(
+                f"no active {alg} signing key: run `idp keys generate`"
+            ) from None
 
     @property
     def keyset(self) -> jwk.KeySet:

@@ -61,7 +61,9 @@ class SessionStore:
         pipe.expire(user_index, self.absolute_seconds)
         pipe.execute()
 
-    def create(self, user_id: int, amr: list[str], acr: str, auth_time: int) -> tuple[str, SsoSession]:
+    def create(
+        self, user_id: int, amr: list[str], acr: str, auth_time: int
+    ) -> tuple[str, SsoSession]:
         """Start a session; returns the cookie secret and the session."""
         cookie = secrets.new_secret()
         now = clock.now()

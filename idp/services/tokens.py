@@ -41,11 +41,12 @@ __all__ = [
     "CodeData",
     "InvalidTokenError",
     "Tokens",
+    "aware",
 ]
 
 #: How long a consumed code is remembered, to detect its replay.
 USED_CODE_MEMORY_SECONDS = 600
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 
 
 class InvalidTokenError(Exception):
@@ -259,7 +260,7 @@ class Tokens:
 
     @staticmethod
     def is_grant_live(grant: Grant) -> bool:
-        return grant.revoked_at is None and clock.utcnow() < _aware(grant.expires_at)
+        return grant.revoked_at is None and clock.utcnow() < aware(grant.expires_at)
 
     def rotate_refresh_token(self, session: Session, token: RefreshToken) -> str | None:
         """Mark ``token`` used and issue its successor, atomically.
@@ -308,6 +309,6 @@ class Tokens:
         return row[0], row[1]
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
+def aware(value: dt.datetime) -> dt.datetime:
     """SQLite returns naive datetimes; they were stored as UTC."""
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -6,6 +6,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import scope_to_list
 from flask import Blueprint
+from flask import g
 from flask import render_template
 from flask import request
 
@@ -29,8 +30,9 @@ def show() -> Any:
         flow = services().flows.require(request.args.get("flow"), browser_id(), Step.CONSENT)
     except FlowError:
         return restart_page()
+    g.ui_locales = flow.params.get("ui_locales")
     client = services().clients.get(flow.client_id)
-    if client is None:
+    if client is None or flow.user_id is None:
         return restart_page()
     scopes = scope_to_list(client.get_allowed_scope(flow.params.get("scope"))) or []
     if request.method == "GET":
@@ -38,7 +40,6 @@ def show() -> Any:
 
     if request.form.get("decision") != "allow":
         return deny_flow(flow)
-    assert flow.user_id is not None
     services().consents.grant(get_session(), flow.user_id, client.client_id, scopes)
     flow.consented = True
     return continue_flow(flow)

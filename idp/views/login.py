@@ -37,6 +37,7 @@ def password() -> Any:
         flow = services().flows.require(request.args.get("flow"), browser_id(), Step.LOGIN)
     except FlowError:
         return restart_page()
+    g.ui_locales = flow.params.get("ui_locales")
     client = services().clients.get(flow.client_id)
     if client is None:
         return restart_page()

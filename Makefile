@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall when the package metadata changes.
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint translations clean
+
+$(INSTALLED): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## Set up everything and start the IdP (http://localhost:5000) and the portal (http://localhost:5001).
+run: $(INSTALLED)
+	$(BIN)/idp db upgrade
+	$(BIN)/idp keys generate
+	$(BIN)/idp demo
+	@$(BIN)/python -m clients.portal & portal=$$!; \
+	trap 'kill $$portal 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/idp run --host localhost --port 5000
+
+## Run the whole test suite (SQLite + in-process Redis unless IDP_TEST_* are set).
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check idp clients tests
+	$(BIN)/ruff format --check idp clients tests
+
+## Recompile the message catalogues after editing a .po file.
+translations: $(INSTALLED)
+	$(BIN)/pybabel compile -d idp/translations
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info instance

@@ -1,0 +1,310 @@
+"""The authorization endpoint: validation, errors, prompt, max_age, consent."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from urllib.parse import urlencode
+
+import pytest
+
+from idp import clock
+from tests.browser import authorize
+from tests.browser import authorize_params
+from tests.browser import csrf_token
+from tests.browser import login_for_code
+from tests.browser import query
+from tests.browser import submit_login
+from tests.factories import REDIRECT_URI
+from tests.factories import Pkce
+
+
+@pytest.fixture
+def rp(factory):  # type: ignore[no-untyped-def]
+    client, _secret = factory.client()
+    return client
+
+
+@pytest.fixture
+def user(factory):  # type: ignore[no-untyped-def]
+    return factory.user()
+
+
+def test_unknown_client_gets_an_error_page_not_a_redirect(client):
+    response = authorize(client, authorize_params("no-such-client", Pkce.new()))
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.location is None
+    assert 'id="error">invalid_client<' in response.get_data(as_text=True)
+
+
+def test_unregistered_redirect_uri_gets_an_error_page_not_a_redirect(client, rp):
+    params = authorize_params(rp.client_id, Pkce.new(), redirect_uri="http://localhost:8000/evil")
+    response = authorize(client, params)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.location is None
+    assert 'id="error">invalid_request<' in response.get_data(as_text=True)
+
+
+def test_missing_redirect_uri_gets_an_error_page(client, rp):
+    params = authorize_params(rp.client_id, Pkce.new())
+    del params["redirect_uri"]
+    response = authorize(client, params)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.location is None
+
+
+def test_unsupported_response_type_is_redirected_with_state_and_iss(client, rp):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new(), response_type="token"))
+    assert response.status_code == HTTPStatus.FOUND
+    assert response.location.startswith(REDIRECT_URI + "?")
+    assert query(response.location) == {
+        "error": "unsupported_response_type",
+        "error_description": query(response.location)["error_description"],
+        "state": "state-123",
+        "iss": "http://localhost",
+    }
+
+
+def test_invalid_scope_is_redirected(client, rp):
+    response = authorize(
+        client, authorize_params(rp.client_id, Pkce.new(), scope="openid wizardry")
+    )
+    assert query(response.location)["error"] == "invalid_scope"
+    assert query(response.location)["state"] == "state-123"
+
+
+def test_missing_pkce_is_refused(client, rp):
+    response = authorize(client, authorize_params(rp.client_id, None))
+    assert response.status_code == HTTPStatus.FOUND
+    assert query(response.location)["error"] == "invalid_request"
+    assert "code_challenge" in query(response.location)["error_description"]
+
+
+def test_missing_pkce_is_refused_for_public_clients_even_when_relaxed(client, factory, app):
+    public, _ = factory.client(is_public=True)
+    response = authorize(client, authorize_params(public.client_id, None))
+    assert query(response.location)["error"] == "invalid_request"
+
+
+def test_plain_pkce_method_is_refused(client, rp):
+    params = authorize_params(
+        rp.client_id, None, code_challenge="a" * 43, code_challenge_method="plain"
+    )
+    response = authorize(client, params)
+    assert query(response.location)["error"] == "invalid_request"
+    assert "S256" in query(response.location)["error_description"]
+
+
+def test_pkce_without_method_is_refused_because_it_would_mean_plain(client, rp):
+    params = authorize_params(rp.client_id, None, code_challenge="a" * 43)
+    response = authorize(client, params)
+    assert query(response.location)["error"] == "invalid_request"
+
+
+def test_without_session_the_user_is_sent_to_log_in(client, rp):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    assert response.status_code == HTTPStatus.FOUND
+    assert response.location.startswith("/login?flow=")
+
+
+def test_login_page_shows_the_client_display_name_and_login_hint(client, rp):
+    response = authorize(
+        client, authorize_params(rp.client_id, Pkce.new(), login_hint="kim@example.com")
+    )
+    page = client.get(response.location).get_data(as_text=True)
+    assert "Test Portal" in page
+    assert 'value="kim@example.com"' in page
+
+
+def test_ui_locales_chooses_the_language_of_the_login_page(client, rp):
+    danish = client.get(authorize(client, authorize_params(rp.client_id, Pkce.new())).location)
+    english = client.get(
+        authorize(
+            client, authorize_params(rp.client_id, Pkce.new(), ui_locales="en-GB da")
+        ).location
+    )
+    assert '<html lang="da">' in danish.get_data(as_text=True)
+    assert "Adgangskode" in danish.get_data(as_text=True)
+    assert '<html lang="en">' in english.get_data(as_text=True)
+    assert "Password" in english.get_data(as_text=True)
+
+
+def test_wrong_password_gets_the_same_answer_as_an_unknown_email(client, rp, user):
+    first = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    wrong_password = submit_login(client, first.location, user.email, "Wrong-password-1")
+    second = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    unknown = submit_login(client, second.location, "nobody@example.com", "Wrong-password-1")
+    assert wrong_password.status_code == unknown.status_code == HTTPStatus.BAD_REQUEST
+    message = "E-mailadressen eller adgangskoden er forkert."
+    assert message in wrong_password.get_data(as_text=True)
+    assert message in unknown.get_data(as_text=True)
+
+
+def test_login_returns_a_code_state_and_issuer(client, rp, user):
+    params = login_for_code(client, rp.client_id, user.email, Pkce.new())
+    assert set(params) == {"code", "state", "iss"}
+    assert params["state"] == "state-123"
+    assert params["iss"] == "http://localhost"
+
+
+def test_authorization_request_by_post_works(client, rp, user):
+    response = client.post("/authorize", data=authorize_params(rp.client_id, Pkce.new()))
+    assert response.status_code == HTTPStatus.FOUND
+    assert response.location.startswith("/login?flow=")
+
+
+def test_unknown_parameters_are_ignored(client, rp, user):
+    params = login_for_code(client, rp.client_id, user.email, Pkce.new(), frobnicate="yes")
+    assert "code" in params
+
+
+def test_sso_session_answers_without_a_login(client, rp, user):
+    login_for_code(client, rp.client_id, user.email, Pkce.new())
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    assert response.status_code == HTTPStatus.FOUND
+    assert "code" in query(response.location)
+
+
+def test_prompt_none_without_session_is_login_required(client, rp):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new(), prompt="none"))
+    assert response.status_code == HTTPStatus.FOUND
+    assert query(response.location)["error"] == "login_required"
+    assert query(response.location)["state"] == "state-123"
+    assert query(response.location)["iss"] == "http://localhost"
+
+
+def test_prompt_none_with_session_returns_a_code(client, rp, user):
+    login_for_code(client, rp.client_id, user.email, Pkce.new())
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new(), prompt="none"))
+    assert "code" in query(response.location)
+
+
+def test_prompt_none_combined_with_another_value_is_invalid(client, rp):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new(), prompt="none login"))
+    assert query(response.location)["error"] == "invalid_request"
+
+
+def test_prompt_login_forces_a_new_login(client, rp, user):
+    login_for_code(client, rp.client_id, user.email, Pkce.new())
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new(), prompt="login"))
+    assert response.location.startswith("/login?flow=")
+    params = query(submit_login(client, response.location, user.email).location)
+    assert "code" in params
+
+
+def test_max_age_forces_reauthentication_when_the_login_is_older(client, rp, user, monkeypatch):
+    login_for_code(client, rp.client_id, user.email, Pkce.new())
+    recent = authorize(client, authorize_params(rp.client_id, Pkce.new(), max_age="600"))
+    assert "code" in query(recent.location)
+    later = clock.now() + 601
+    monkeypatch.setattr(clock, "now", lambda: later)
+    stale = authorize(client, authorize_params(rp.client_id, Pkce.new(), max_age="600"))
+    assert stale.location.startswith("/login?flow=")
+    none = authorize(
+        client, authorize_params(rp.client_id, Pkce.new(), max_age="600", prompt="none")
+    )
+    assert query(none.location)["error"] == "login_required"
+
+
+def test_max_age_must_be_a_number(client, rp):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new(), max_age="soon"))
+    assert query(response.location)["error"] == "invalid_request"
+
+
+def test_id_token_hint_of_another_user_requires_login(client, factory, rp, user):
+    from tests.browser import exchange
+
+    other = factory.user()
+    _, secret = factory.client("hint-client")
+    pkce = Pkce.new()
+    other_browser = client.application.test_client()
+    code = login_for_code(other_browser, "hint-client", other.email, pkce)["code"]
+    id_token = exchange(other_browser, "hint-client", secret, code, pkce).json["id_token"]
+
+    login_for_code(client, rp.client_id, user.email, Pkce.new())
+    response = authorize(
+        client, authorize_params(rp.client_id, Pkce.new(), prompt="none", id_token_hint=id_token)
+    )
+    assert query(response.location)["error"] == "login_required"
+
+
+def test_id_token_hint_that_is_not_ours_is_invalid(client, rp):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new(), id_token_hint="a.b.c"))
+    assert query(response.location)["error"] == "invalid_request"
+
+
+def test_login_flow_cannot_be_used_from_another_browser(client, app, rp, user):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    thief = app.test_client()
+    page = thief.get(response.location)
+    assert page.status_code == HTTPStatus.BAD_REQUEST
+    assert "Start venligst forfra" in page.get_data(as_text=True)
+
+
+def test_login_page_without_a_flow_says_start_again(client):
+    response = client.get("/login")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+
+
+def test_login_post_without_csrf_token_is_refused(client, rp, user):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    client.get(response.location)
+    posted = client.post(response.location, data={"email": user.email, "password": "x"})
+    assert posted.status_code == HTTPStatus.BAD_REQUEST
+    assert posted.location is None
+
+
+class TestConsent:
+    @pytest.fixture
+    def third_party(self, factory):  # type: ignore[no-untyped-def]
+        client, _ = factory.client("third-party", is_first_party=False, display_name="Partner App")
+        return client
+
+    def _to_consent(self, client, user, **extra):  # type: ignore[no-untyped-def]
+        response = authorize(client, authorize_params("third-party", Pkce.new(), **extra))
+        if response.location.startswith("/login"):
+            response = submit_login(client, response.location, user.email)
+        return response
+
+    def test_consent_screen_is_shown_to_a_third_party_client(self, client, third_party, user):
+        response = self._to_consent(client, user)
+        assert response.location.startswith("/consent?flow=")
+        page = client.get(response.location).get_data(as_text=True)
+        assert "Partner App" in page
+        assert "Din e-mailadresse" in page
+
+    def test_consent_is_remembered(self, client, third_party, user):
+        response = self._to_consent(client, user)
+        page = client.get(response.location)
+        allowed = client.post(
+            response.location, data={"decision": "allow", "csrf_token": csrf_token(page)}
+        )
+        assert "code" in query(allowed.location)
+        again = authorize(client, authorize_params("third-party", Pkce.new()))
+        assert "code" in query(again.location)
+
+    def test_prompt_consent_shows_the_screen_again(self, client, third_party, user):
+        response = self._to_consent(client, user)
+        page = client.get(response.location)
+        client.post(response.location, data={"decision": "allow", "csrf_token": csrf_token(page)})
+        again = authorize(client, authorize_params("third-party", Pkce.new(), prompt="consent"))
+        assert again.location.startswith("/consent?flow=")
+
+    def test_denied_consent_is_access_denied(self, client, third_party, user):
+        response = self._to_consent(client, user)
+        page = client.get(response.location)
+        denied = client.post(
+            response.location, data={"decision": "deny", "csrf_token": csrf_token(page)}
+        )
+        assert query(denied.location)["error"] == "access_denied"
+        assert query(denied.location)["state"] == "state-123"
+
+    def test_prompt_none_without_consent_is_consent_required(self, client, third_party, user, rp):
+        login_for_code(client, rp.client_id, user.email, Pkce.new())
+        response = authorize(client, authorize_params("third-party", Pkce.new(), prompt="none"))
+        assert query(response.location)["error"] == "consent_required"
+
+    def test_consent_step_cannot_be_reached_before_login(self, client, third_party):
+        response = authorize(client, authorize_params("third-party", Pkce.new()))
+        flow_id = query(response.location)["flow"]
+        page = client.get("/consent?" + urlencode({"flow": flow_id}))
+        assert page.status_code == HTTPStatus.BAD_REQUEST

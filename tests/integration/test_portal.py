@@ -1,0 +1,70 @@
+"""The portal logs a user in through the running IdP and shows their claims."""
+
+from __future__ import annotations
+
+import re
+import threading
+from http import HTTPStatus
+from urllib.parse import urljoin
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from clients.portal.app import create_app as create_portal
+from tests.factories import PASSWORD
+from tests.factories import Factory
+
+
+@pytest.fixture
+def portal(live_server):  # type: ignore[no-untyped-def]
+    server = make_server("localhost", 0, lambda e, s: app(e, s), threaded=True)
+    url = f"http://localhost:{server.port}"
+    _, secret = Factory(live_server).client(
+        "portal",
+        display_name="Customer Portal",
+        redirect_uris=[url + "/auth/callback"],
+        scopes=["openid", "profile", "email", "phone", "organization", "offline_access"],
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    app = create_portal(
+        {"ISSUER": live_server.base_url, "CLIENT_ID": "portal", "CLIENT_SECRET": secret, "URL": url}
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    thread.join()
+
+
+def _log_in(browser: requests.Session, portal: str, email: str) -> requests.Response:
+    login_page = browser.get(portal + "/login", timeout=10)
+    assert login_page.status_code == HTTPStatus.OK
+    assert "Customer Portal" in login_page.text  # the client's display name
+    action = re.search(r'<form method="post" action="([^"]+)"', login_page.text).group(1)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login_page.text).group(1)
+    return browser.post(
+        urljoin(login_page.url, action.replace("&amp;", "&")),
+        data={"email": email, "password": PASSWORD, "csrf_token": csrf},
+        timeout=10,
+    )
+
+
+def test_user_logs_into_the_portal_and_sees_their_claims(live_server, portal):
+    user = Factory(live_server).user()
+    browser = requests.Session()
+    home = _log_in(browser, portal, user.email)
+    assert home.url == portal + "/"
+    assert "Velkommen Kim" in home.text
+    claims = browser.get(portal + "/claims.json", timeout=10).json()
+    assert claims["id_token"]["sub"] == user.subject
+    assert claims["id_token"]["iss"] == live_server.base_url
+    assert claims["userinfo"]["organization"] == "Testorganisation A/S"
+    assert claims["userinfo"]["job_title"] == "HR assistent"
+
+
+def test_portal_shows_the_error_the_idp_returned(live_server, portal):
+    browser = requests.Session()
+    answer = browser.get(portal + "/login?prompt=none", timeout=10)
+    assert answer.status_code == HTTPStatus.BAD_REQUEST
+    assert "login_required" in answer.text

@@ -1,0 +1,39 @@
+"""The Danish catalogue is complete and its compiled form is current."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+
+ROOT = Path(__file__).parents[2]
+CATALOGUE = ROOT / "idp/translations/da/LC_MESSAGES"
+
+
+def _source_messages() -> set[str]:
+    method_map = [("idp/**.py", "python"), ("templates/**.html", "jinja2")]
+    found = set()
+    for _filename, _lineno, message, _comments, _context in extract_from_dir(str(ROOT), method_map):
+        found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+def test_every_message_has_a_danish_translation():
+    with (CATALOGUE / "messages.po").open("rb") as f:
+        catalogue = read_po(f)
+    translated = {m.id for m in catalogue if m.id and m.string}
+    assert sorted(_source_messages() - translated) == []
+
+
+def test_compiled_catalogue_matches_the_po_file():
+    with (CATALOGUE / "messages.po").open("rb") as f:
+        po = {m.id: m.string for m in read_po(f) if m.id}
+    mo = {
+        m.id: m.string
+        for m in read_mo(io.BytesIO((CATALOGUE / "messages.mo").read_bytes()))
+        if m.id
+    }
+    assert po == mo
