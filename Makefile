@@ -30,8 +30,10 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check idp clients tests
 	$(BIN)/ruff format --check idp clients tests
 
-## Recompile the message catalogues after editing a .po file.
+## Extract UI messages, merge them into the Danish catalogue, compile it.
 translations: $(INSTALLED)
+	$(BIN)/pybabel extract -F babel.cfg --no-location --omit-header -o build/messages.pot .
+	$(BIN)/pybabel update -i build/messages.pot -d idp/translations -l da --no-location --omit-header --no-fuzzy-matching
 	$(BIN)/pybabel compile -d idp/translations
 
 clean:

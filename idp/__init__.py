@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,11 +45,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
 
     app = Flask(__name__, template_folder=_template_folder(), static_folder=None)
     app.extensions["idp.settings"] = settings
-    secret_key = settings.secret_key
-    if not secret_key:
-        # Development and test only (production refuses to start without one):
-        # a per-process key, so browser sessions end when the server restarts.
-        secret_key = secrets.token_urlsafe(32)
+    secret_key = settings.secret_key or _development_secret_key()
     app.config.update(
         SECRET_KEY=secret_key,
         SESSION_COOKIE_NAME="idp_browser",
@@ -77,19 +74,43 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     return app
 
 
+def _development_secret_key() -> str:
+    """Without ``IDP_SECRET_KEY`` (development and test only: production refuses
+    to start), a random key kept in ``instance/secret_key``, so sessions and the
+    TOTP secrets encrypted with a key derived from it survive a restart."""
+    path = Path.cwd() / "instance" / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
 def _build_services(app: Flask, settings: Settings) -> None:
     from idp.context import Services
     from idp.oidc.endpoints import IdpIntrospectionEndpoint
     from idp.oidc.endpoints import IdpRevocationEndpoint
     from idp.oidc.server import OpenIDServer
     from idp.services.accounts import Accounts
+    from idp.services.actions import ActionTokens
     from idp.services.clients import ClientRegistry
     from idp.services.consents import Consents
+    from idp.services.crypto import SecretBox
+    from idp.services.crypto import derive_key
+    from idp.services.factors import Factors
     from idp.services.flows import FlowStore
     from idp.services.keys import KeyRing
     from idp.services.keys import KeyStore
+    from idp.services.mail import build_mailer
+    from idp.services.password_policy import PasswordPolicy
     from idp.services.passwords import Passwords
+    from idp.services.ratelimit import RateLimiter
     from idp.services.sessions import SessionStore
+    from idp.services.sms import SmsChallenges
+    from idp.services.sms import build_sms_sender
     from idp.services.tokens import Tokens
 
     sessionmaker = app.extensions["idp.sessionmaker"]
@@ -116,6 +137,9 @@ def _build_services(app: Flask, settings: Settings) -> None:
         settings.id_token_seconds,
         pkce_required_for_all=settings.pkce_required == "all",
     )
+    secret_box = SecretBox(settings.encryption_key or derive_key(app.config["SECRET_KEY"]))
+    limiter = RateLimiter(store)
+    sms_sender = build_sms_sender(settings.sms_url, settings.sms_token, store)
     server.register_endpoint(IdpRevocationEndpoint(server, tokens))
     server.register_endpoint(IdpIntrospectionEndpoint(server, tokens))
     app.extensions["idp"] = Services(
@@ -132,4 +156,17 @@ def _build_services(app: Flask, settings: Settings) -> None:
             store, settings.session_idle_seconds, settings.session_absolute_seconds
         ),
         server=server,
+        actions=ActionTokens(settings.action_link_seconds),
+        factors=Factors(secret_box),
+        secret_box=secret_box,
+        password_policy=PasswordPolicy(
+            min_length=settings.password_min_length,
+            max_length=settings.password_max_length,
+            require_uppercase=settings.password_require_uppercase,
+            require_special=settings.password_require_special,
+        ),
+        mailer=build_mailer(settings.smtp_url, store),
+        sms_sender=sms_sender,
+        sms=SmsChallenges(store, sms_sender, limiter),
+        limiter=limiter,
     )

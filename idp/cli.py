@@ -176,6 +176,7 @@ def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True),
         click.option("--backchannel-logout-uri"),
+        click.option("--initiate-login-uri", help="Where users start a login into this client."),
         click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES)),
         click.option("--grant-type", "grant_types", multiple=True, type=click.Choice(GRANT_TYPES)),
         click.option(
@@ -206,6 +207,7 @@ def _describe(client: RegisteredClient) -> dict[str, Any]:
         "redirect_uris": list(client.redirect_uris),
         "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
         "backchannel_logout_uri": client.backchannel_logout_uri,
+        "initiate_login_uri": client.initiate_login_uri,
         "scopes": list(client.scopes),
         "grant_types": list(client.grant_types),
         "signing_alg": client.signing_alg,
@@ -293,6 +295,38 @@ def users_add(svc: Services, email: str, password: str, **profile: Any) -> None:
     click.echo(f"created {user.email} (sub {user.subject})")
 
 
+@users.command("invite")
+@click.argument("email")
+@click.option("--name", default="", help="Full name; the first word becomes the given name.")
+@click.option("--given-name", default="")
+@click.option("--family-name", default="")
+@click.option("--title", "job_title", default="")
+@click.option("--organization", default="")
+@click.option("--locale", type=click.Choice(["da", "en"]), default=None)
+@click.option(
+    "--client",
+    "client_id",
+    default=None,
+    help="The inviting product (default: IDP_DEFAULT_CLIENT_ID).",
+)
+@with_services
+def users_invite(svc: Services, email: str, client_id: str | None, **values: Any) -> None:
+    """Create the account if needed and e-mail an activation link (valid 24 hours)."""
+    from idp.db import get_session
+    from idp.invitations import invite
+
+    name = values["name"].strip()
+    if name and not values["given_name"]:
+        values["given_name"], _, rest = name.partition(" ")
+        values["family_name"] = values["family_name"] or rest
+    profile = UserProfile(**{k: v for k, v in values.items() if v})
+    client_id = client_id or svc.settings.default_client_id
+    if svc.clients.get(client_id) is None:
+        raise click.ClickException(f"no client {client_id}")
+    user = invite(get_session(), email, profile, client_id)
+    click.echo(f"invitation sent to {user.email}")
+
+
 @users.command("list")
 @with_services
 def users_list(svc: Services) -> None:
@@ -337,6 +371,7 @@ def demo(svc: Services, portal_url: str, env_file: str) -> None:
         is_first_party=True,
         redirect_uris=[portal_url + "/auth/callback"],
         post_logout_redirect_uris=[portal_url + "/"],
+        initiate_login_uri=portal_url + "/login",
         scopes=["openid", "profile", "email", "phone", "organization", "offline_access"],
         grant_types=["authorization_code", "refresh_token"],
     )

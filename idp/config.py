@@ -71,6 +71,26 @@ class Settings:
     default_locale: str = "da"
     brand_name: str = "Login"
     log_level: str = "INFO"
+    #: Where users land after an activation that no authorization request started.
+    default_client_id: str = "portal"
+    #: Encrypts TOTP secrets at rest (Fernet keys, comma-separated, newest first).
+    #: Required in production; development and test derive one from the secret key.
+    encryption_key: str = ""
+    #: SMTP server: ``smtp://``, ``smtp+starttls://`` or ``smtps://`` URL with
+    #: optional ``user:password@``. Empty: e-mail goes to the development outbox.
+    smtp_url: str = ""
+    mail_from: str = "Login <no-reply@localhost>"
+    #: SMS provider endpoint (JSON POST) and its bearer token. Empty: SMS outbox.
+    sms_url: str = ""
+    sms_token: str = ""
+    #: Region of phone numbers typed without a country code.
+    sms_default_region: str = "DK"
+    #: How long an activation or password-reset link is valid.
+    action_link_seconds: int = 24 * 3600
+    password_min_length: int = 8
+    password_max_length: int = 128
+    password_require_uppercase: bool = True
+    password_require_special: bool = True
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -83,6 +103,17 @@ class Settings:
             raise ConfigError("IDP_PKCE_REQUIRED must be 'all' or 'public'")
         if self.env == "production" and not self.issuer.startswith("https://"):
             raise ConfigError("IDP_ISSUER must use https in production")
+        if self.env == "production" and not self.encryption_key:
+            raise ConfigError("IDP_ENCRYPTION_KEY must be set in production")
+        if self.env == "production" and not (self.smtp_url and self.sms_url):
+            raise ConfigError(
+                "IDP_SMTP_URL and IDP_SMS_URL must be set in production "
+                "(the development outboxes would keep links and codes in Redis)"
+            )
+        if self.password_max_length < 64 or self.password_min_length < 8:
+            raise ConfigError(
+                "passwords must be allowed at least 64 characters and need at least 8"
+            )
 
     @property
     def is_development(self) -> bool:

@@ -11,12 +11,20 @@ if TYPE_CHECKING:
     from idp.config import Settings
     from idp.oidc.server import OpenIDServer
     from idp.services.accounts import Accounts
+    from idp.services.actions import ActionTokens
     from idp.services.clients import ClientRegistry
     from idp.services.consents import Consents
+    from idp.services.crypto import SecretBox
+    from idp.services.factors import Factors
     from idp.services.flows import FlowStore
     from idp.services.keys import KeyRing
     from idp.services.keys import KeyStore
+    from idp.services.mail import Mailer
+    from idp.services.password_policy import PasswordPolicy
+    from idp.services.ratelimit import RateLimiter
     from idp.services.sessions import SessionStore
+    from idp.services.sms import SmsChallenges
+    from idp.services.sms import SmsSender
     from idp.services.tokens import Tokens
     from idp.store import Store
 
@@ -36,6 +44,14 @@ class Services:
     flows: FlowStore
     sessions: SessionStore
     server: OpenIDServer
+    actions: ActionTokens
+    factors: Factors
+    secret_box: SecretBox
+    password_policy: PasswordPolicy
+    mailer: Mailer
+    sms_sender: SmsSender
+    sms: SmsChallenges
+    limiter: RateLimiter
 
 
 def services() -> Services:

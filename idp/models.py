@@ -69,8 +69,53 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Whether logging in needs a second factor (users without one are sent to enrolment).
+    mfa_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: When the user first set a password or a passkey from an invitation.
+    activated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ActionToken(Base):
+    """A single-use link sent by e-mail (activation, password reset), stored by
+    its SHA-256 and consumed with one conditional ``UPDATE``."""
+
+    __tablename__ = "action_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The client whose name heads the screens and where the user lands afterwards.
+    client_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class TotpCredential(Base):
+    """An authenticator app. The secret is encrypted at rest; the last accepted
+    time step blocks replays of a code."""
+
+    __tablename__ = "totp_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    last_used_step: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RecoveryCode(Base):
+    """The user's one-time emergency code, stored as a SHA-256 only."""
+
+    __tablename__ = "recovery_codes"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Client(Base):
@@ -88,6 +133,8 @@ class Client(Base):
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, default=None)
+    #: Where to send a user to log into this client (OIDC Registration ``initiate_login_uri``).
+    initiate_login_uri: Mapped[str | None] = mapped_column(Text, default=None)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: ``RS256`` or ``ES256``: signs this client's ID tokens and access tokens.

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from flask import Response
 from flask import g
+from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 SSO_COOKIE = "idp_session"
+LANGUAGE_COOKIE = "idp_lang"
 LOCALES = ("da", "en")
 
 csrf = CSRFProtect()
@@ -76,18 +78,55 @@ def error_page(title: str, message: str, status: int = 400, **context: Any) -> t
     return render_template("error.html", title=title, message=message, **context), status
 
 
-def select_locale() -> str:
-    """``ui_locales`` of the request (OIDC Core §3.1.2.1), then the language the
-    user picked, then the browser's Accept-Language, then the default."""
-    wanted = request.values.get("ui_locales") or g.get("ui_locales") or ""
-    for tag in wanted.split():
+def _first_supported(tags: str) -> str | None:
+    for tag in tags.split():
         base = tag.split("-")[0].lower()
         if base in LOCALES:
             return base
-    chosen = request.cookies.get("idp_lang")
-    if chosen in LOCALES:
-        return chosen
-    return request.accept_languages.best_match(LOCALES) or services().settings.default_locale
+    return None
+
+
+def select_locale() -> str:
+    """The language of a page: ``ui_locales`` of this request (OIDC Core
+    §3.1.2.1), then the language the user picked with the switch, then the
+    ``ui_locales`` of the flow's authorization request, then the browser's
+    Accept-Language, then the default."""
+    return (
+        _first_supported(request.values.get("ui_locales", ""))
+        or _first_supported(request.cookies.get(LANGUAGE_COOKIE, ""))
+        or _first_supported(g.get("ui_locales") or "")
+        or request.accept_languages.best_match(LOCALES)
+        or services().settings.default_locale
+    )
+
+
+def too_many_attempts_page(resets_in: int) -> Response:
+    """429 with Retry-After and the time to wait in words."""
+    minutes = max(1, (resets_in + 59) // 60)
+    body, status = error_page(
+        _("Too many attempts"),
+        _("Too many attempts. Try again in %(minutes)d minutes.", minutes=minutes),
+        429,
+    )
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers["Retry-After"] = str(max(1, resets_in))
+    return response
+
+
+def password_policy_messages(violations: list[Any]) -> list[str]:
+    """One sentence per failed password rule, naming the rule."""
+    policy = services().password_policy
+    texts = {
+        "too_short": _("The password must be at least %(n)d characters long.", n=policy.min_length),
+        "too_long": _("The password must be at most %(n)d characters long.", n=policy.max_length),
+        "no_uppercase": _("The password must contain at least one upper-case letter."),
+        "no_special": _(
+            "The password must contain at least one special character, such as ! # or &."
+        ),
+        "common": _("The password is too common: it appears in lists of leaked passwords."),
+        "contains_email_name": _("The password must not contain your e-mail address or name."),
+    }
+    return [texts.get(v.code, v.code) for v in violations]
 
 
 def _security_headers(response: Response) -> Response:
@@ -106,7 +145,9 @@ def _security_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     from idp.oidc.views import bp as oidc_bp
+    from idp.views.activation import bp as activation_bp
     from idp.views.consent import bp as consent_bp
+    from idp.views.dev import bp as dev_bp
     from idp.views.login import bp as login_bp
 
     csrf.init_app(app)
@@ -115,6 +156,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(oidc_bp)
     app.register_blueprint(login_bp)
     app.register_blueprint(consent_bp)
+    app.register_blueprint(activation_bp)
+    if app.extensions["idp.settings"].env in ("development", "test"):
+        app.register_blueprint(dev_bp)
     app.after_request(_security_headers)
 
     @app.context_processor
@@ -147,6 +191,24 @@ def init_app(app: Flask) -> None:
         ):
             return {"error": "invalid_request", "error_description": error.description}, error.code
         return error_page(error.name, error.description or "", error.code or 500)
+
+    @app.get("/language/<code>")
+    def language(code: str) -> Response:
+        """The language switch: remember the choice and go back to the page."""
+        target = request.args.get("next", "/")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/"
+        response = redirect(target)
+        if code in LOCALES:
+            response.set_cookie(
+                LANGUAGE_COOKIE,
+                code,
+                max_age=365 * 24 * 3600,
+                httponly=True,
+                samesite="Lax",
+                secure=services().settings.secure_cookies,
+            )
+        return response
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -56,7 +56,7 @@ class Accounts:
         with self._session_factory() as session:
             if session.scalar(select(User.id).where(User.email == email)):
                 raise AccountError(f"an account for {email} already exists")
-            user = User(email=email, email_verified=True)
+            user = User(email=email, email_verified=password is not None)
             _apply(user, profile or UserProfile())
             if password is not None:
                 user.password_hash = self.passwords.hash(password)

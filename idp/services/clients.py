@@ -56,6 +56,7 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...]
     backchannel_logout_uri: str | None
+    initiate_login_uri: str | None
     scopes: tuple[str, ...]
     grant_types: tuple[str, ...]
     signing_alg: str
@@ -71,6 +72,7 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
             redirect_uris=tuple(row.redirect_uris),
             post_logout_redirect_uris=tuple(row.post_logout_redirect_uris),
             backchannel_logout_uri=row.backchannel_logout_uri,
+            initiate_login_uri=row.initiate_login_uri,
             scopes=tuple(row.scopes),
             grant_types=tuple(row.grant_types),
             signing_alg=row.signing_alg,
@@ -152,6 +154,7 @@ class ClientSpec:
     redirect_uris: list[str] | None = None
     post_logout_redirect_uris: list[str] | None = None
     backchannel_logout_uri: str | None = None
+    initiate_login_uri: str | None = None
     scopes: list[str] | None = None
     grant_types: list[str] | None = None
     signing_alg: str | None = None
@@ -288,6 +291,12 @@ class ClientRegistry:
             row.backchannel_logout_uri = (
                 _validate_uri(spec.backchannel_logout_uri, "back-channel logout URI")
                 if spec.backchannel_logout_uri
+                else None
+            )
+        if spec.initiate_login_uri is not None:
+            row.initiate_login_uri = (
+                _validate_uri(spec.initiate_login_uri, "initiate login URI")
+                if spec.initiate_login_uri
                 else None
             )
         if spec.scopes is not None:

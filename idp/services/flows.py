@@ -18,14 +18,26 @@ from idp import clock
 from idp.services import secrets
 from idp.store import Store
 
-__all__ = ["Flow", "FlowError", "FlowStore", "Step"]
+__all__ = ["Flow", "FlowError", "FlowStore", "Kind", "Step"]
 
 
 class Step:
-    """The steps of a login flow, in order."""
+    """The steps of the flows. A login runs LOGIN, then CONSENT if needed; an
+    activation runs PASSWORD, TOTP, SMS, SMS_VERIFY, RECOVERY, FINISHED."""
 
     LOGIN = "login"
     CONSENT = "consent"
+    PASSWORD = "password"  # noqa: S105 - a step name
+    TOTP = "totp"
+    SMS = "sms"
+    SMS_VERIFY = "sms_verify"
+    RECOVERY = "recovery"
+    FINISHED = "finished"
+
+
+class Kind:
+    LOGIN = "login"
+    ACTIVATION = "activation"
 
 
 class FlowError(Exception):
@@ -40,13 +52,24 @@ class Flow:
     step: str
     #: The authorization request's parameters, to resume it when the login is done.
     params: dict[str, str]
-    created_at: int = field(default_factory=clock.now)
+    created_at: int = field(default_factory=lambda: clock.now())
     user_id: int | None = None
     #: Authentication methods completed in this flow (RFC 8176 values).
     amr: list[str] = field(default_factory=list)
     auth_time: int | None = None
     #: Set once the user approved the consent screen in this flow.
     consented: bool = False
+    kind: str = Kind.LOGIN
+    #: The client that started an activation (heads the screens, receives the user).
+    client_hint: str | None = None
+    #: Digest of the e-mailed link that started an activation, consumed with the password.
+    token_hash: str | None = None
+    #: Enrolment state, encrypted where secret: the TOTP secret being set up, the
+    #: pending SMS challenge and its number, the emergency code being shown.
+    totp_secret: str | None = None
+    sms_challenge_id: str | None = None
+    phone: str | None = None
+    recovery_code: str | None = None
 
     @property
     def client_id(self) -> str:
@@ -61,10 +84,22 @@ class FlowStore:
     def _key(self, flow_id: str) -> str:
         return self.store.key("flow", flow_id)
 
-    def start(self, params: dict[str, str], browser: str, step: str = Step.LOGIN) -> Flow:
+    def start(
+        self, params: dict[str, str], browser: str, step: str = Step.LOGIN, **fields: object
+    ) -> Flow:
         flow = Flow(
-            id=secrets.new_secret(), browser=secrets.digest(browser), step=step, params=params
+            id=secrets.new_secret(),
+            browser=secrets.digest(browser),
+            step=step,
+            params=params,
+            **fields,  # type: ignore[arg-type]
         )
+        self.save(flow)
+        return flow
+
+    def advance(self, flow: Flow, step: str) -> Flow:
+        """Move the flow to ``step`` and save it."""
+        flow.step = step
         self.save(flow)
         return flow
 

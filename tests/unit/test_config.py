@@ -34,8 +34,20 @@ def test_production_requires_an_https_issuer():
         Settings(env="production", issuer="http://id.example.com", secret_key="s" * 32)
 
 
+def test_production_requires_an_encryption_key():
+    with pytest.raises(ConfigError, match="IDP_ENCRYPTION_KEY"):
+        Settings(env="production", issuer="https://id.example.com", secret_key="s" * 32)
+
+
 def test_production_cookies_are_secure_by_default():
-    settings = Settings(env="production", issuer="https://id.example.com", secret_key="s" * 32)
+    settings = Settings(
+        env="production",
+        issuer="https://id.example.com",
+        secret_key="s" * 32,
+        encryption_key="k",
+        smtp_url="smtps://mail.example.com",
+        sms_url="https://sms.example.com/send",
+    )
     assert settings.secure_cookies is True
     assert Settings().secure_cookies is False
 

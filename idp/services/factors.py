@@ -1,0 +1,99 @@
+"""The second factors a user has enrolled: authenticator app, SMS number,
+emergency code. Secrets are encrypted (TOTP) or hashed (emergency code)."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from idp.models import RecoveryCode
+from idp.models import TotpCredential
+from idp.models import User
+from idp.services import recovery
+from idp.services import totp
+from idp.services.crypto import SecretBox
+
+__all__ = ["Factors", "Method"]
+
+
+class Method:
+    """Second-factor methods, as listed under "Prøv en anden måde"."""
+
+    TOTP = "totp"
+    SMS = "sms"
+    RECOVERY = "recovery"
+
+
+class Factors:
+    def __init__(self, box: SecretBox) -> None:
+        self.box = box
+
+    def methods(self, session: Session, user: User) -> list[str]:
+        """The methods ``user`` has enrolled, in order of preference."""
+        found = []
+        if session.scalar(select(TotpCredential.id).where(TotpCredential.user_id == user.id)):
+            found.append(Method.TOTP)
+        if user.phone_number and user.phone_number_verified:
+            found.append(Method.SMS)
+        if session.get(RecoveryCode, user.id) is not None:
+            found.append(Method.RECOVERY)
+        return found
+
+    def has_second_factor(self, session: Session, user: User) -> bool:
+        return bool(set(self.methods(session, user)) & {Method.TOTP, Method.SMS})
+
+    def save_totp(self, session: Session, user_id: int, secret: str, used_step: int) -> None:
+        """Store a confirmed authenticator app, replacing an earlier one."""
+        session.execute(delete(TotpCredential).where(TotpCredential.user_id == user_id))
+        session.add(
+            TotpCredential(
+                user_id=user_id,
+                secret_encrypted=self.box.encrypt(secret),
+                last_used_step=used_step,
+            )
+        )
+        session.commit()
+
+    def verify_totp(self, session: Session, user_id: int, code: str) -> None:
+        """Check a code from the user's app; the row is locked while it is checked
+        so one code cannot be accepted twice by concurrent requests.
+
+        :raises totp.InvalidCodeError: (or a subclass) when the code is refused.
+        """
+        credential = session.scalar(
+            select(TotpCredential).where(TotpCredential.user_id == user_id).with_for_update()
+        )
+        if credential is None:
+            session.rollback()
+            raise totp.InvalidCodeError("no authenticator app enrolled")
+        try:
+            step = totp.verify(
+                self.box.decrypt(credential.secret_encrypted), code, credential.last_used_step
+            )
+        except Exception:
+            session.rollback()
+            raise
+        credential.last_used_step = step
+        session.commit()
+
+    def save_recovery_code(self, session: Session, user_id: int, code: str) -> None:
+        """Keep (the hash of) a new emergency code; the previous one stops working."""
+        row = session.get(RecoveryCode, user_id)
+        if row is None:
+            session.add(RecoveryCode(user_id=user_id, code_hash=recovery.hash_code(code)))
+        else:
+            row.code_hash = recovery.hash_code(code)
+        session.commit()
+
+    def use_recovery_code(self, session: Session, user_id: int, code: str) -> bool:
+        """Accept the emergency code once: it is deleted in the same transaction."""
+        row = session.scalar(
+            select(RecoveryCode).where(RecoveryCode.user_id == user_id).with_for_update()
+        )
+        if row is None or not recovery.verify_code(code, row.code_hash):
+            session.rollback()
+            return False
+        session.delete(row)
+        session.commit()
+        return True
