@@ -24,6 +24,8 @@ run: $(INSTALLED)
 
 ## Run the whole test suite (SQLite + in-process Redis unless IDP_TEST_* are set).
 test: $(INSTALLED)
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(INSTALLED)

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
+from clients.portal.app import create_app as create_portal
 from idp import create_app
 from idp.config import Settings
 from idp.db import make_engine
@@ -178,3 +179,28 @@ def live_server(database_url: str, keys_dir: Path, store: Store) -> Iterator:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
     engine.dispose()
+
+
+@pytest.fixture
+def portal(live_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The customer portal on its own port, registered with the live IdP as
+    ``portal``; yields its base URL."""
+    dispatcher = _Dispatcher()
+    server = make_server("localhost", 0, dispatcher, threaded=True)
+    url = f"http://localhost:{server.port}"
+    _, secret = Factory(live_server).client(
+        "portal",
+        display_name="Customer Portal",
+        redirect_uris=[url + "/auth/callback"],
+        initiate_login_uri=url + "/login",
+        scopes=["openid", "profile", "email", "phone", "organization", "offline_access"],
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    dispatcher.app = create_portal(
+        {"ISSUER": live_server.base_url, "CLIENT_ID": "portal", "CLIENT_SECRET": secret, "URL": url}
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    thread.join()

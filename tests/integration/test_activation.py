@@ -11,11 +11,11 @@ import pytest
 
 from idp import clock
 from idp.services.accounts import UserProfile
-from tests.browser import authorize
-from tests.browser import authorize_params
-from tests.browser import csrf_token
-from tests.browser import query
 from tests.factories import Pkce
+from tests.flows import authorize
+from tests.flows import authorize_params
+from tests.flows import csrf_token
+from tests.flows import query
 
 PORTAL_LOGIN = "http://localhost:8000/login"
 GOOD_PASSWORD = "Solsikke#Have42"

@@ -8,14 +8,14 @@ from urllib.parse import urlencode
 import pytest
 
 from idp import clock
-from tests.browser import authorize
-from tests.browser import authorize_params
-from tests.browser import csrf_token
-from tests.browser import login_for_code
-from tests.browser import query
-from tests.browser import submit_login
 from tests.factories import REDIRECT_URI
 from tests.factories import Pkce
+from tests.flows import authorize
+from tests.flows import authorize_params
+from tests.flows import csrf_token
+from tests.flows import login_for_code
+from tests.flows import query
+from tests.flows import submit_login
 
 
 @pytest.fixture
@@ -211,7 +211,7 @@ def test_max_age_must_be_a_number(client, rp):
 
 
 def test_id_token_hint_of_another_user_requires_login(client, factory, rp, user):
-    from tests.browser import exchange
+    from tests.flows import exchange
 
     other = factory.user()
     _, secret = factory.client("hint-client")

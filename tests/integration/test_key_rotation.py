@@ -9,9 +9,9 @@ from joserfc import jws
 from joserfc import jwt
 
 from idp import clock
-from tests.browser import exchange
-from tests.browser import login_for_code
 from tests.factories import Pkce
+from tests.flows import exchange
+from tests.flows import login_for_code
 
 
 @pytest.fixture

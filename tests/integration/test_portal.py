@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import re
-import threading
 from http import HTTPStatus
 from urllib.parse import urljoin
 
-import pytest
 import requests
-from werkzeug.serving import make_server
 
-from clients.portal.app import create_app as create_portal
 from tests.factories import PASSWORD
 from tests.factories import Factory
-
-
-@pytest.fixture
-def portal(live_server):  # type: ignore[no-untyped-def]
-    server = make_server("localhost", 0, lambda e, s: app(e, s), threaded=True)
-    url = f"http://localhost:{server.port}"
-    _, secret = Factory(live_server).client(
-        "portal",
-        display_name="Customer Portal",
-        redirect_uris=[url + "/auth/callback"],
-        scopes=["openid", "profile", "email", "phone", "organization", "offline_access"],
-        grant_types=["authorization_code", "refresh_token"],
-    )
-    app = create_portal(
-        {"ISSUER": live_server.base_url, "CLIENT_ID": "portal", "CLIENT_SECRET": secret, "URL": url}
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield url
-    server.shutdown()
-    thread.join()
 
 
 def _log_in(browser: requests.Session, portal: str, email: str) -> requests.Response:

@@ -7,9 +7,9 @@ from http import HTTPStatus
 import pytest
 
 from idp import clock
-from tests.browser import exchange
-from tests.browser import login_for_code
 from tests.factories import Pkce
+from tests.flows import exchange
+from tests.flows import login_for_code
 
 
 @pytest.fixture

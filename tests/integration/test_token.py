@@ -11,10 +11,10 @@ import pytest
 from joserfc import jwt
 
 from idp import clock
-from tests.browser import exchange
-from tests.browser import login_for_code
 from tests.factories import REDIRECT_URI
 from tests.factories import Pkce
+from tests.flows import exchange
+from tests.flows import login_for_code
 
 
 @pytest.fixture
@@ -324,9 +324,9 @@ def test_claims_parameter_adds_essential_claims_to_id_token_and_userinfo(
 
 
 def test_malformed_claims_parameter_is_invalid_request(client, confidential, user):
-    from tests.browser import authorize
-    from tests.browser import authorize_params
-    from tests.browser import query
+    from tests.flows import authorize
+    from tests.flows import authorize_params
+    from tests.flows import query
 
     response = authorize(client, authorize_params("portal", Pkce.new(), claims="{not json"))
     assert query(response.location)["error"] == "invalid_request"
