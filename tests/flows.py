@@ -33,7 +33,7 @@ def authorize_params(client_id: str, pkce: Pkce | None = None, **extra: str) -> 
         "response_type": "code",
         "client_id": client_id,
         "redirect_uri": REDIRECT_URI,
-        "scope": "openid profile email",
+        "scope": "openid profile email offline_access",
         "state": "state-123",
         "nonce": "nonce-456",
     }

@@ -21,6 +21,8 @@ from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749 import list_to_scope
+from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import grants as oidc_grants
@@ -34,6 +36,7 @@ from idp.models import Grant
 from idp.models import User
 from idp.services.claims import ClaimsRequestError
 from idp.services.claims import parse_claims_request
+from idp.services.claims import scopes_for_claims
 from idp.services.claims import user_claims
 from idp.services.clients import SCOPES
 from idp.services.clients import ClientRegistry
@@ -77,8 +80,6 @@ class Principal:
     auth_time: int
     acr: str | None
     amr: list[str]
-    #: The ``id_token`` member of the ``claims`` request parameter.
-    id_token_claims: dict[str, Any] | None = None
 
     def get_user_id(self) -> str:
         return self.user.subject
@@ -127,7 +128,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
                 nonce=data.get("nonce"),
                 code_challenge=data.get("code_challenge"),
                 code_challenge_method=data.get("code_challenge_method"),
-                claims=parse_claims_request(data.get("claims")),
             ),
         )
 
@@ -157,7 +157,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             auth_time=authorization_code.auth_time,
             acr=authorization_code.acr,
             amr=authorization_code.amr,
-            id_token_claims=(authorization_code.claims or {}).get("id_token"),
         )
 
 
@@ -257,9 +256,16 @@ class OpenIDCode(oidc_grants.OpenIDCode):  # type: ignore[misc]
     def validate_openid_authorization_request(self, grant: Any, redirect_uri: str) -> None:
         validate_nonce(grant.request, self.exists_nonce, self.require_nonce)
         try:
-            parse_claims_request(grant.request.payload.data.get("claims"))
+            requested = parse_claims_request(grant.request.payload.data.get("claims"))
         except ClaimsRequestError as error:
             raise InvalidRequestError(str(error)) from None
+        # OIDC Core §5.5: requested claims widen the scope, within the client's
+        # registered scopes, so consent and the client's limits apply to them.
+        request = grant.request
+        granted = scope_to_list(request.scope) or []
+        extra = sorted(scopes_for_claims(requested) & set(request.client.scopes) - set(granted))
+        if extra:
+            request.scope = list_to_scope([*granted, *extra])
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         """Nonces are checked by the client (OIDC Core §3.1.3.7); we echo them."""
@@ -291,7 +297,7 @@ class OpenIDCode(oidc_grants.OpenIDCode):  # type: ignore[misc]
         return claims
 
     def generate_user_info(self, user: Principal, scope: str) -> dict[str, Any]:
-        return user_claims(user.user, scope.split(), user.id_token_claims)
+        return user_claims(user.user, scope.split())
 
 
 class OpenIDServer(AuthorizationServer):  # type: ignore[misc]
@@ -361,7 +367,14 @@ class OpenIDServer(AuthorizationServer):  # type: ignore[misc]
             "expires_in": self.tokens.access_token_seconds,
             "scope": scope,
         }
-        if user is not None and include_refresh_token and grant_type == "authorization_code":
+        # OIDC Core §11: a refresh token only for offline_access, which the
+        # consent screen names (first-party clients are trusted with it).
+        if (
+            user is not None
+            and include_refresh_token
+            and grant_type == "authorization_code"
+            and "offline_access" in scope.split()
+        ):
             token["refresh_token"] = None  # filled in by save_token once the grant exists
         return token
 

@@ -192,6 +192,12 @@ def _issue_code(grant: Any, redirect_uri: str, sso: SsoSession) -> Response:
     return response
 
 
+def validate_authorization(params: dict[str, str]) -> tuple[Any, str]:
+    """Validate parked authorization parameters again (the client may have
+    changed since); returns the grant and the redirect URI."""
+    return _validate(_authorization_request(params))
+
+
 def _needs_consent(
     sso: SsoSession, client: RegisteredClient, scope: str, prompts: set[str]
 ) -> bool:
@@ -349,11 +355,10 @@ def userinfo() -> Response:
     scopes = token.scope.split()
     if "openid" not in scopes:
         return _bearer_error("insufficient_scope", "The access token lacks the openid scope.", 403)
-    found = services().tokens.userinfo_subject(get_session(), token)
-    if found is None:
+    user = services().tokens.userinfo_subject(get_session(), token)
+    if user is None:
         return _bearer_error("invalid_token", "The grant of this token has ended.", 401)
-    user, grant = found
-    body = user_claims(user, scopes, grant.userinfo_claims)
+    body = user_claims(user, scopes)
     response = Response(json.dumps(body), mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response

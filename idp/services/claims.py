@@ -9,7 +9,13 @@ from typing import Any
 
 from idp.models import User
 
-__all__ = ["CLAIMS_BY_SCOPE", "SUPPORTED_CLAIMS", "parse_claims_request", "user_claims"]
+__all__ = [
+    "CLAIMS_BY_SCOPE",
+    "SUPPORTED_CLAIMS",
+    "parse_claims_request",
+    "scopes_for_claims",
+    "user_claims",
+]
 
 CLAIMS_BY_SCOPE: dict[str, tuple[str, ...]] = {
     "profile": ("name", "given_name", "family_name", "locale", "updated_at"),
@@ -50,20 +56,24 @@ def _value(user: User, claim: str) -> Any:
     return value if value not in ("", None) else None
 
 
-def user_claims(
-    user: User, scopes: Iterable[str], requested: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The claims of ``user`` released for ``scopes`` plus individually requested
-    ones; claims without a value are left out (OIDC Core §5.3.2)."""
-    names: list[str] = []
-    for scope in scopes:
-        names.extend(CLAIMS_BY_SCOPE.get(scope, ()))
-    names.extend(name for name in (requested or {}) if name in SUPPORTED_CLAIMS)
+def scopes_for_claims(requested: dict[str, Any] | None) -> set[str]:
+    """The scopes that release the claims named in a ``claims`` parameter.
+
+    Requested claims are honoured by widening the request's scope, so the
+    client's registered scopes and the user's consent (both kept in scopes)
+    decide about them as about any other claim.
+    """
+    names = {name for member in (requested or {}).values() for name in member}
+    return {scope for scope, claims in CLAIMS_BY_SCOPE.items() if names & set(claims)}
+
+
+def user_claims(user: User, scopes: Iterable[str]) -> dict[str, Any]:
+    """The claims of ``user`` released for ``scopes``; claims without a value are
+    left out (OIDC Core §5.3.2)."""
     claims: dict[str, Any] = {"sub": user.subject}
-    for name in dict.fromkeys(names):
-        if name == "sub":
-            continue
-        value = _value(user, name)
-        if value is not None:
-            claims[name] = value
+    for scope in scopes:
+        for name in CLAIMS_BY_SCOPE.get(scope, ()):
+            value = _value(user, name)
+            if value is not None:
+                claims[name] = value
     return claims

@@ -69,8 +69,6 @@ class CodeData:
     nonce: str | None = None
     code_challenge: str | None = None
     code_challenge_method: str | None = None
-    #: The ``claims`` request parameter (OIDC Core §5.5), parsed.
-    claims: dict[str, Any] | None = None
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -238,7 +236,6 @@ class Tokens:
             auth_time=code.auth_time,
             acr=code.acr,
             amr=code.amr,
-            userinfo_claims=(code.claims or {}).get("userinfo"),
             expires_at=clock.utcnow() + dt.timedelta(seconds=self.refresh_token_seconds),
         )
         session.add(grant)
@@ -295,18 +292,19 @@ class Tokens:
             self.store.key("deny", "grant", grant_id), 1, ex=self.access_token_seconds
         )
 
-    def userinfo_subject(self, session: Session, token: AccessToken) -> tuple[User, Grant] | None:
-        """The user and live grant behind a user's access token, in one query."""
+    def userinfo_subject(self, session: Session, token: AccessToken) -> User | None:
+        """The active user behind a live grant of a user's access token, in one query."""
         if not token.grant_id:
             return None
-        row = session.execute(
-            select(User, Grant)
+        return session.scalar(
+            select(User)
             .join(Grant, Grant.user_id == User.id)
-            .where(Grant.id == token.grant_id)
-        ).first()
-        if row is None or row[1].revoked_at is not None or not row[0].is_active:
-            return None
-        return row[0], row[1]
+            .where(
+                Grant.id == token.grant_id,
+                Grant.revoked_at.is_(None),
+                User.is_active.is_(True),
+            )
+        )
 
 
 def aware(value: dt.datetime) -> dt.datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import scope_to_list
 from flask import Blueprint
 from flask import g
@@ -15,9 +16,11 @@ from idp.db import get_session
 from idp.oidc.views import continue_flow
 from idp.oidc.views import deny_flow
 from idp.oidc.views import restart_page
+from idp.oidc.views import validate_authorization
 from idp.services.flows import FlowError
 from idp.services.flows import Step
 from idp.web import browser_id
+from idp.web import current_sso
 
 __all__ = ["bp"]
 
@@ -31,10 +34,16 @@ def show() -> Any:
     except FlowError:
         return restart_page()
     g.ui_locales = flow.params.get("ui_locales")
-    client = services().clients.get(flow.client_id)
-    if client is None or flow.user_id is None:
+    sso = current_sso()
+    if sso is None or sso.user_id != flow.user_id:
         return restart_page()
-    scopes = scope_to_list(client.get_allowed_scope(flow.params.get("scope"))) or []
+    try:
+        grant, _redirect_uri = validate_authorization(flow.params)
+    except OAuth2Error:
+        return deny_flow(flow)
+    client = grant.request.client
+    # The validated scope: what the client may have, widened by requested claims.
+    scopes = scope_to_list(grant.request.scope) or []
     if request.method == "GET":
         return render_template("consent/consent.html", client=client, scopes=scopes, flow=flow)
 

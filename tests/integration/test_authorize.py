@@ -272,6 +272,13 @@ class TestConsent:
         assert "Partner App" in page
         assert "Din e-mailadresse" in page
 
+    def test_claims_parameter_is_covered_by_consent(self, client, third_party, user):
+        response = self._to_consent(
+            client, user, scope="openid", claims='{"userinfo": {"email": null}}'
+        )
+        page = client.get(response.location).get_data(as_text=True)
+        assert "Din e-mailadresse" in page
+
     def test_consent_is_remembered(self, client, third_party, user):
         response = self._to_consent(client, user)
         page = client.get(response.location)

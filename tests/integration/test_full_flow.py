@@ -33,7 +33,7 @@ def test_code_flow_with_pkce_from_discovery_to_introspection(live_server):
     rp = OAuth2Session(
         "portal",
         secret,
-        scope="openid profile email organization",
+        scope="openid profile email organization offline_access",
         redirect_uri=REDIRECT_URI,
         code_challenge_method="S256",
     )

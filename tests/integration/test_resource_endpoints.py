@@ -22,7 +22,7 @@ def user(factory):  # type: ignore[no-untyped-def]
     return factory.user(phone_number="+4512345678", address={"locality": "Aarhus", "country": "DK"})
 
 
-def _tokens(client, secret, user, scope="openid profile email"):  # type: ignore[no-untyped-def]
+def _tokens(client, secret, user, scope="openid profile email offline_access"):  # type: ignore[no-untyped-def]
     pkce = Pkce.new()
     code = login_for_code(client, "portal", user.email, pkce, scope=scope)["code"]
     return exchange(client, "portal", secret, code, pkce).json
@@ -162,7 +162,7 @@ class TestIntrospection:
         assert body["active"] is True
         assert body["client_id"] == "portal"
         assert body["sub"] == user.subject
-        assert body["scope"] == "openid profile email"
+        assert body["scope"] == "openid profile email offline_access"
         assert body["token_type"] == "Bearer"
 
     def test_active_refresh_token(self, client, secret, user):

@@ -52,7 +52,7 @@ def test_code_exchange_returns_tokens_and_an_id_token_with_all_claims(
     body = response.json
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 300
-    assert body["scope"] == "openid profile email"
+    assert body["scope"] == "openid profile email offline_access"
     header, claims = _claims(app, body["id_token"])
     assert header["alg"] == "RS256"
     assert header["kid"] in {k["kid"] for k in app.extensions["idp"].keyring.jwks["keys"]}
@@ -91,7 +91,7 @@ def test_access_token_is_an_rfc9068_jwt(app, client, confidential, user):
     assert claims["sub"] == user.subject
     assert claims["exp"] - claims["iat"] == 300
     assert len(claims["jti"]) >= 32
-    assert claims["scope"] == "openid profile email"
+    assert claims["scope"] == "openid profile email offline_access"
 
 
 def test_refresh_token_is_opaque(client, confidential, user):
@@ -242,7 +242,7 @@ class TestRefresh:
         assert response.status_code == HTTPStatus.OK
         assert response.json["refresh_token"] != first["refresh_token"]
         assert response.json["access_token"] != first["access_token"]
-        assert response.json["scope"] == "openid profile email"
+        assert response.json["scope"] == "openid profile email offline_access"
 
     def test_reuse_of_a_rotated_refresh_token_revokes_the_grant(self, client, confidential, user):
         _, secret = confidential
@@ -308,19 +308,27 @@ def test_public_client_cannot_use_client_credentials(client, factory):
     assert response.json["error"] in ("invalid_client", "unauthorized_client")
 
 
-def test_claims_parameter_adds_essential_claims_to_id_token_and_userinfo(
-    app, client, confidential, user
-):
-    _, secret = confidential
-    claims_request = (
-        '{"id_token": {"job_title": {"essential": true}}, "userinfo": {"phone_number": null}}'
-    )
-    code, pkce = _code(client, "portal", user, claims=claims_request)
-    body = exchange(client, "portal", secret, code, pkce).json
-    assert _claims(app, body["id_token"])[1]["job_title"] == "HR assistent"
+def test_claims_parameter_requests_claims_within_the_clients_scopes(app, client, factory, user):
+    _, secret = factory.client("narrow", scopes=["openid", "organization"])
+    claims_request = '{"id_token": {"job_title": {"essential": true}}, "userinfo": {"email": null}}'
+    code, pkce = _code(client, "narrow", user, claims=claims_request, scope="openid")
+    body = exchange(client, "narrow", secret, code, pkce).json
+    assert body["scope"] == "openid organization"
+    id_claims = _claims(app, body["id_token"])[1]
+    assert id_claims["job_title"] == "HR assistent"
     info = client.get("/userinfo", headers={"Authorization": "Bearer " + body["access_token"]}).json
-    assert info["phone_number"] == "+4512345678"
-    assert "job_title" not in info
+    assert info["organization"] == "Testorganisation A/S"
+    # e-mail is outside the client's registered scopes: never released.
+    assert "email" not in id_claims
+    assert "email" not in info
+
+
+def test_refresh_token_only_with_offline_access(client, confidential, user):
+    _, secret = confidential
+    code, pkce = _code(client, "portal", user, scope="openid profile")
+    body = exchange(client, "portal", secret, code, pkce).json
+    assert "refresh_token" not in body
+    assert body["scope"] == "openid profile"
 
 
 def test_malformed_claims_parameter_is_invalid_request(client, confidential, user):

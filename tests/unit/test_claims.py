@@ -7,6 +7,7 @@ import pytest
 from idp.models import User
 from idp.services.claims import ClaimsRequestError
 from idp.services.claims import parse_claims_request
+from idp.services.claims import scopes_for_claims
 from idp.services.claims import user_claims
 
 
@@ -34,15 +35,12 @@ def test_claims_follow_the_scopes_and_skip_empty_values():
     }
 
 
-def test_individually_requested_claims_are_added():
-    assert user_claims(_user(), ["openid"], {"job_title": {"essential": True}}) == {
-        "sub": "sub-1",
-        "job_title": "HR assistent",
+def test_requested_claims_name_the_scopes_that_release_them():
+    requested = {
+        "id_token": {"job_title": {"essential": True}},
+        "userinfo": {"email": None, "x": None},
     }
-
-
-def test_unknown_requested_claims_are_ignored():
-    assert user_claims(_user(), ["openid"], {"password_hash": None}) == {"sub": "sub-1"}
+    assert scopes_for_claims(requested) == {"organization", "email"}
 
 
 @pytest.mark.parametrize("raw", ["[]", "{not json", '{"userinfo": 3}', '{"other": {}}'])

@@ -76,7 +76,6 @@ def upgrade() -> None:
     sa.Column('auth_time', sa.Integer(), nullable=False),
     sa.Column('acr', sa.String(length=64), nullable=True),
     sa.Column('amr', sa.JSON(), nullable=False),
-    sa.Column('userinfo_claims', sa.JSON(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
