@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.config import Settings
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+#: Largest request body accepted: forms and token requests are small.
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 def _template_folder() -> str:
@@ -48,7 +52,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     secret_key = settings.secret_key or _development_secret_key()
     app.config.update(
         SECRET_KEY=secret_key,
-        SESSION_COOKIE_NAME="idp_browser",
+        # __Host- cookies cannot be set by a sibling subdomain (needs https).
+        SESSION_COOKIE_NAME=("__Host-" if settings.secure_cookies else "") + "idp_browser",
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
@@ -67,6 +73,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     from idp import store
     from idp import web
 
+    if settings.trusted_proxies:
+        # Behind a TLS-terminating load balancer: believe its X-Forwarded-*
+        # headers (scheme, host, client address), and only those of that many hops.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     db.init_app(app)
     store.init_app(app, overrides.get("store"))
     _build_services(app, settings)

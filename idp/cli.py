@@ -78,12 +78,12 @@ def run(host: str, port: int) -> None:
 @main.command("config")
 def show_config() -> None:
     """Show every setting with its current value (secrets hidden)."""
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
     for name, _default in Settings.documented():
-        value = getattr(settings, name[4:].lower())
-        if name == "IDP_SECRET_KEY" and value:
-            value = "(set)"
-        click.echo(f"{name}={value}")
+        click.echo(f"{name}={settings.shown(name[4:].lower())}")
 
 
 # -- database -----------------------------------------------------------------
@@ -148,11 +148,16 @@ def keys_rotate(svc: Services, algs: tuple[str, ...], immediately: bool) -> None
 
 @keys.command("retire")
 @click.argument("kid")
+@click.option(
+    "--compromised",
+    is_flag=True,
+    help="Withdraw it from the JWKS at once: its tokens stop verifying now.",
+)
 @with_services
-def keys_retire(svc: Services, kid: str) -> None:
+def keys_retire(svc: Services, kid: str, compromised: bool) -> None:
     """Stop signing with KID; it stays published until its tokens expire."""
-    info = svc.keystore.retire(kid)
-    click.echo(f"retired {info.kid}")
+    info = svc.keystore.retire(kid, compromised=compromised)
+    click.echo(f"retired {info.kid}" + (" and withdrew it from the JWKS" if compromised else ""))
 
 
 @keys.command("list")

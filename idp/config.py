@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -66,8 +68,12 @@ class Settings:
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
-    #: Send cookies with ``Secure``. Defaults to on outside development and test.
+    #: Send cookies with ``Secure`` (and the ``__Host-`` prefix). Defaults to on
+    #: in production.
     cookie_secure: bool | None = None
+    #: How many reverse proxies in front of the IdP set X-Forwarded-For/-Proto/
+    #: -Host. 0: none, the headers are ignored.
+    trusted_proxies: int = 0
     default_locale: str = "da"
     brand_name: str = "Login"
     log_level: str = "INFO"
@@ -153,6 +159,22 @@ class Settings:
                 continue
             values[f.name] = _convert(f.name, str(f.type), raw)
         return cls(**values)
+
+    #: Settings whose values are secrets, or URLs that may carry a password.
+    SECRET_FIELDS = ("secret_key", "encryption_key", "sms_token")
+    URL_FIELDS = ("database_url", "redis_url", "smtp_url", "sms_url")
+
+    def shown(self, name: str) -> str:
+        """The value of setting ``name`` with secrets hidden, for ``idp config``."""
+        value = getattr(self, name)
+        if name in self.SECRET_FIELDS:
+            return "(set)" if value else "(not set)"
+        if name in self.URL_FIELDS and value:
+            parts = urlsplit(value)
+            if parts.password:
+                netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+                return urlunsplit(parts._replace(netloc=netloc))
+        return str(value)
 
     @classmethod
     def documented(cls) -> list[tuple[str, str]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import secrets as std_secrets
 from typing import Any
+from urllib.parse import urlsplit
 
+import redis
 from flask import Flask
 from flask import Response
 from flask import g
@@ -32,6 +35,8 @@ __all__ = [
     "set_sso_cookie",
 ]
 
+log = logging.getLogger(__name__)
+
 SSO_COOKIE = "idp_session"
 LANGUAGE_COOKIE = "idp_lang"
 LOCALES = ("da", "en")
@@ -48,10 +53,16 @@ def browser_id() -> str:
     return str(session["browser"])
 
 
+def sso_cookie_name() -> str:
+    """``__Host-idp_session`` over https: a ``__Host-`` cookie cannot be planted
+    by a sibling subdomain (no login-as-attacker fixation)."""
+    return ("__Host-" if services().settings.secure_cookies else "") + SSO_COOKIE
+
+
 def current_sso() -> SsoSession | None:
     """The browser's live single sign-on session, if any (one Redis read)."""
     if "sso" not in g:
-        g.sso = services().sessions.get(request.cookies.get(SSO_COOKIE))
+        g.sso = services().sessions.get(request.cookies.get(sso_cookie_name()))
     sso: SsoSession | None = g.sso
     return sso
 
@@ -60,11 +71,11 @@ def set_sso_cookie(response: Response, cookie: str | None) -> Response:
     settings = services().settings
     if cookie is None:
         response.delete_cookie(
-            SSO_COOKIE, httponly=True, samesite="Lax", secure=settings.secure_cookies
+            sso_cookie_name(), httponly=True, samesite="Lax", secure=settings.secure_cookies
         )
     else:
         response.set_cookie(
-            SSO_COOKIE,
+            sso_cookie_name(),
             cookie,
             max_age=settings.session_absolute_seconds,
             httponly=True,
@@ -92,12 +103,29 @@ def select_locale() -> str:
     ``ui_locales`` of the flow's authorization request, then the browser's
     Accept-Language, then the default."""
     return (
-        _first_supported(request.values.get("ui_locales", ""))
+        _first_supported(request.args.get("ui_locales", ""))
         or _first_supported(request.cookies.get(LANGUAGE_COOKIE, ""))
         or _first_supported(g.get("ui_locales") or "")
         or request.accept_languages.best_match(LOCALES)
         or services().settings.default_locale
     )
+
+
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this site, else ``/``: never an open
+    redirect (no scheme, no host, no ``//``, backslash or control character,
+    which browsers may read as a host)."""
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target)
+    ):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
 
 
 def too_many_attempts_page(resets_in: int) -> Response:
@@ -184,6 +212,21 @@ def init_app(app: Flask) -> None:
             _("The form was too old or came from another page. Go back and try again."),
         )
 
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    def _store_down(error: Exception) -> Any:
+        # Sessions, flows and rate limits live in Redis: without it nothing is
+        # let through (fail closed), and the user is told to come back.
+        log.error("redis unavailable: %s", type(error).__name__)
+        body, status = error_page(
+            _("The login service is temporarily unavailable"),
+            _("Please try again in a few minutes."),
+            503,
+        )
+        response = Response(body, status=status, mimetype="text/html")
+        response.headers["Retry-After"] = "30"
+        return response
+
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:
         if request.accept_mimetypes.best == "application/json" or request.path.startswith(
@@ -195,10 +238,7 @@ def init_app(app: Flask) -> None:
     @app.get("/language/<code>")
     def language(code: str) -> Response:
         """The language switch: remember the choice and go back to the page."""
-        target = request.args.get("next", "/")
-        if not target.startswith("/") or target.startswith("//"):
-            target = "/"
-        response = redirect(target)
+        response = redirect(local_path(request.args.get("next", "/")))
         if code in LOCALES:
             response.set_cookie(
                 LANGUAGE_COOKIE,

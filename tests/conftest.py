@@ -204,3 +204,19 @@ def portal(live_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
     yield url
     server.shutdown()
     thread.join()
+
+
+@pytest.fixture
+def make_app(store: Store) -> Iterator:  # type: ignore[type-arg]
+    """Build extra apps with changed settings; their connections are closed after the test."""
+    apps = []
+
+    def make(settings: Settings, **overrides: object):  # type: ignore[no-untyped-def]
+        overrides.setdefault("store", store)
+        app = create_app(settings, **overrides)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["idp.engine"].dispose()

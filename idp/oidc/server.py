@@ -133,13 +133,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 
     def query_authorization_code(self, code: str, client: RegisteredClient) -> CodeData | None:
         """Consume the code atomically; a replayed code revokes what it issued."""
-        data, grant_id = self.server.tokens.consume_code(code)
+        tokens = self.server.tokens
+        data, grant_id = tokens.consume_code(code)
         if data is None:
             if grant_id is not None:
-                self.server.tokens.revoke_grant(get_session(), grant_id)
+                tokens.revoke_grant(get_session(), grant_id)
             return None
-        if data.client_id != client.client_id:
+        if data.client_id != client.client_id or grant_id is None:
             return None
+        tokens.create_grant(get_session(), grant_id, data)
         self.request.grant_id = grant_id
         return data
 
@@ -379,17 +381,9 @@ class OpenIDServer(AuthorizationServer):  # type: ignore[misc]
         return token
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
-        """Record the grant behind a code exchange (with its first refresh token)."""
-        if request.payload.grant_type != "authorization_code":
-            return
-        code: CodeData = request.authorization_code
-        refresh_token = self.tokens.create_grant(
-            get_session(),
-            request.user.grant_id,
-            code,
-            with_refresh_token="refresh_token" in token,
-        )
-        if refresh_token is None:
-            token.pop("refresh_token", None)
-        else:
-            token["refresh_token"] = refresh_token
+        """Give a code exchange's grant (made when the code was consumed) its
+        first refresh token."""
+        if request.payload.grant_type == "authorization_code" and "refresh_token" in token:
+            token["refresh_token"] = self.tokens.add_refresh_token(
+                get_session(), request.user.grant_id
+            )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
@@ -21,6 +22,8 @@ from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core.errors import ConsentRequiredError
 from authlib.oidc.core.errors import LoginRequiredError
+from authlib.oidc.core.errors import RequestNotSupportedError
+from authlib.oidc.core.errors import RequestURINotSupportedError
 from flask import Blueprint
 from flask import Response
 from flask import redirect
@@ -40,12 +43,14 @@ from idp.services.clients import RegisteredClient
 from idp.services.flows import Flow
 from idp.services.flows import Step
 from idp.services.keys import ALGORITHMS
+from idp.services.ratelimit import TooManyAttemptsError
 from idp.services.sessions import SsoSession
 from idp.services.tokens import InvalidTokenError
 from idp.web import browser_id
 from idp.web import csrf
 from idp.web import current_sso
 from idp.web import error_page
+from idp.web import too_many_attempts_page
 
 __all__ = ["bp"]
 
@@ -147,9 +152,51 @@ def jwks() -> Response:
 
 
 # -- authorization endpoint -------------------------------------------------------
+#: The authorization request parameters we act on; others are ignored (OIDC
+#: Core §3.1.2.1) and not stored with the flow.
+KNOWN_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "ui_locales",
+    "id_token_hint",
+    "claims",
+    "response_mode",
+    "display",
+    "acr_values",
+    "request",
+    "request_uri",
+)
+#: Longest accepted value of one parameter: bounds what a flow keeps in Redis.
+MAX_PARAMETER_LENGTH = 4096
+MAX_AGE_PATTERN = re.compile(r"[0-9]{1,9}")
+
+
+class ParameterTooLongError(ValueError):
+    pass
+
+
 def _request_params() -> tuple[dict[str, str], dict[str, list[str]]]:
     values = request.args if request.method == "GET" else request.form
-    return {k: values[k] for k in values}, {k: values.getlist(k) for k in values}
+    params: dict[str, str] = {}
+    datalist: dict[str, list[str]] = {}
+    for name in KNOWN_PARAMETERS:
+        found = values.getlist(name)
+        if not found:
+            continue
+        if any(len(v) > MAX_PARAMETER_LENGTH for v in found):
+            raise ParameterTooLongError(name)
+        params[name] = found[0]
+        datalist[name] = found
+    return params, datalist
 
 
 def _authorization_request(
@@ -201,10 +248,10 @@ def validate_authorization(params: dict[str, str]) -> tuple[Any, str]:
 def _needs_consent(
     sso: SsoSession, client: RegisteredClient, scope: str, prompts: set[str]
 ) -> bool:
+    if "consent" in prompts:
+        return True  # OIDC Core §3.1.2.1, even for a first-party client
     if client.is_first_party:
         return False
-    if "consent" in prompts:
-        return True
     return not services().consents.covers(
         get_session(), sso.user_id, client.client_id, scope_to_list(scope) or []
     )
@@ -216,8 +263,8 @@ def _hint_subject(params: dict[str, str], redirect_uri: str) -> str | None:
     hint = params.get("id_token_hint")
     if not hint:
         return None
-    claims = services().tokens.peek_claims(hint)
-    if claims is None or claims.get("iss") != services().settings.issuer:
+    claims = services().tokens.peek_id_token(hint)
+    if claims is None:
         raise InvalidRequestError("Invalid 'id_token_hint'.", redirect_uri=redirect_uri)
     return str(claims.get("sub"))
 
@@ -225,18 +272,30 @@ def _hint_subject(params: dict[str, str], redirect_uri: str) -> str | None:
 @bp.route("/authorize", methods=["GET", "POST"])
 @csrf.exempt
 def authorize() -> Any:
-    params, datalist = _request_params()
+    try:
+        params, datalist = _request_params()
+    except ParameterTooLongError as error:
+        return _invalid_request_page(f"The '{error}' parameter is too long.")
     state = params.get("state")
     req = _authorization_request(params, datalist)
     try:
-        grant, redirect_uri = _validate(req)
+        try:
+            grant, redirect_uri = _validate(req)
+        except ValueError:
+            # Authlib refuses to echo characters that are not allowed in an error
+            # description (a quote in a redirect URI, say): answer with a page.
+            return _invalid_request_page("The request contains invalid characters.")
+        if "request" in params:
+            raise RequestNotSupportedError(redirect_uri=redirect_uri)
+        if "request_uri" in params:
+            raise RequestURINotSupportedError(redirect_uri=redirect_uri)
         prompts = set(params.get("prompt", "").split())
         if "none" in prompts and len(prompts) > 1:
             raise InvalidRequestError(
                 "'prompt=none' cannot be combined.", redirect_uri=redirect_uri
             )
         max_age = params.get("max_age")
-        if max_age is not None and not max_age.isdigit():
+        if max_age is not None and not MAX_AGE_PATTERN.fullmatch(max_age):
             raise InvalidRequestError("Invalid 'max_age'.", redirect_uri=redirect_uri)
         hinted_subject = _hint_subject(params, redirect_uri)
 
@@ -250,19 +309,48 @@ def authorize() -> Any:
         if sso is None or must_login:
             if "none" in prompts:
                 raise LoginRequiredError(redirect_uri=redirect_uri)
-            flow = services().flows.start(params, browser_id(), Step.LOGIN)
+            flow = _start_flow(params, Step.LOGIN)
+            if flow is None:
+                return too_many_attempts_page(FLOW_WINDOW_SECONDS)
             return redirect(url_for("login.password", flow=flow.id))
 
         if _needs_consent(sso, grant.request.client, grant.request.scope, prompts):
             if "none" in prompts:
                 raise ConsentRequiredError(redirect_uri=redirect_uri)
-            flow = services().flows.start(params, browser_id(), Step.CONSENT)
+            flow = _start_flow(params, Step.CONSENT)
+            if flow is None:
+                return too_many_attempts_page(FLOW_WINDOW_SECONDS)
             flow.user_id = sso.user_id
             services().flows.save(flow)
             return redirect(url_for("consent.show", flow=flow.id))
         return _issue_code(grant, redirect_uri, sso)
     except OAuth2Error as error:
         return _error_response(error, state)
+
+
+#: Login flows one IP address may start per window: bounds what one source can
+#: park in Redis.
+FLOWS_PER_IP = 300
+FLOW_WINDOW_SECONDS = 600
+
+
+def _start_flow(params: dict[str, str], step: str) -> Flow | None:
+    try:
+        services().limiter.hit(
+            "flow-ip", request.remote_addr or "-", FLOWS_PER_IP, FLOW_WINDOW_SECONDS
+        )
+    except TooManyAttemptsError:
+        return None
+    return services().flows.start(params, browser_id(), step)
+
+
+def _invalid_request_page(description: str) -> tuple[str, int]:
+    return error_page(
+        _("The login request is not valid"),
+        _("The application that sent you here made an invalid request."),
+        error="invalid_request",
+        description=description,
+    )
 
 
 def restart_page() -> tuple[str, int]:

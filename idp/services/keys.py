@@ -152,14 +152,18 @@ class KeyStore:
         self._write(infos + added)
         return added
 
-    def retire(self, kid: str) -> KeyInfo:
-        """Stop signing with ``kid`` now; it stays published while its tokens live."""
+    def retire(self, kid: str, compromised: bool = False) -> KeyInfo:
+        """Stop signing with ``kid`` now; it stays published while its tokens live.
+
+        A *compromised* key is withdrawn from the JWKS at once, so tokens signed
+        with it (including any an attacker mints) stop verifying immediately.
+        """
         infos = self.infos()
         target = next((i for i in infos if i.kid == kid), None)
         if target is None:
             raise KeyManagementError(f"no key with kid {kid}")
         now = clock.now()
-        if target.retired_at is not None and target.retired_at <= now:
+        if target.retired_at is not None and target.retired_at <= now and not compromised:
             return target
         others = [
             i
@@ -170,7 +174,7 @@ class KeyStore:
             raise KeyManagementError(
                 f"{kid} is the last {target.alg} key: rotate first, then retire"
             )
-        target.retired_at = now
+        target.retired_at = now - self.max_token_seconds if compromised else now
         for other in others:
             if other.retired_at == target.activates_at:
                 other.retired_at = None  # the hand-over to the retired key is cancelled

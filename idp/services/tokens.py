@@ -214,19 +214,24 @@ class Tokens:
         if ttl > 0:
             self.store.redis.set(self.store.key("deny", "jti", token.jti), 1, ex=ttl)
 
-    def peek_claims(self, token: str) -> dict[str, Any] | None:
-        """Claims of a token signed by one of our published keys, expired or not."""
+    def peek_id_token(self, token: str) -> dict[str, Any] | None:
+        """Claims of an ID token signed by one of our published keys, expired or
+        not (an ``id_token_hint`` may be expired, OIDC Core §3.1.2.1)."""
         try:
             decoded = jwt.decode(token, self.keyring.keyset, algorithms=list(ALGORITHMS))
         except (JoseError, ValueError):
             return None
+        if decoded.header.get("typ", "JWT") != "JWT" or decoded.claims.get("iss") != self.issuer:
+            return None
         return dict(decoded.claims)
 
     # -- grants and refresh tokens -------------------------------------------
-    def create_grant(
-        self, session: Session, grant_id: str, code: CodeData, with_refresh_token: bool
-    ) -> str | None:
-        """Record the grant a code produced; returns its first refresh token."""
+    def create_grant(self, session: Session, grant_id: str, code: CodeData) -> None:
+        """Record the grant a code produces, as soon as the code is consumed.
+
+        A replay of the code revokes this row; a replay that came before the row
+        existed left the grant's deny-list entry, which is honoured here.
+        """
         grant = Grant(
             id=grant_id,
             user_id=code.user_id,
@@ -239,10 +244,14 @@ class Tokens:
             expires_at=clock.utcnow() + dt.timedelta(seconds=self.refresh_token_seconds),
         )
         session.add(grant)
-        refresh_token = None
-        if with_refresh_token:
-            refresh_token = secrets.new_secret()
-            session.add(RefreshToken(token_hash=secrets.digest(refresh_token), grant_id=grant_id))
+        session.commit()
+        if self.store.redis.exists(self.store.key("deny", "grant", grant_id)):
+            self.revoke_grant(session, grant_id)
+
+    def add_refresh_token(self, session: Session, grant_id: str) -> str:
+        """The first refresh token of a grant."""
+        refresh_token = secrets.new_secret()
+        session.add(RefreshToken(token_hash=secrets.digest(refresh_token), grant_id=grant_id))
         session.commit()
         return refresh_token
 

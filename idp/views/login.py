@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Blueprint
@@ -17,8 +18,10 @@ from idp.context import services
 from idp.db import get_session
 from idp.oidc.views import continue_flow
 from idp.oidc.views import restart_page
+from idp.services.accounts import normalize_email
 from idp.services.flows import FlowError
 from idp.services.flows import Step
+from idp.services.ratelimit import TooManyAttemptsError
 from idp.web import browser_id
 from idp.web import current_sso
 from idp.web import set_sso_cookie
@@ -26,6 +29,11 @@ from idp.web import set_sso_cookie
 __all__ = ["bp"]
 
 bp = Blueprint("login", __name__)
+
+#: Failed password attempts allowed per window before logins are refused.
+FAILURES_PER_ACCOUNT = 10
+FAILURES_PER_IP = 100
+FAILURE_WINDOW_SECONDS = 15 * 60
 
 #: acr values: what kind of authentication the session rests on.
 ACR_ONE_FACTOR = "1fa"
@@ -45,13 +53,37 @@ def password() -> Any:
     if request.method == "GET":
         return render_template("login/password.html", client=client, email=email, flow=flow)
 
-    user = services().accounts.authenticate(get_session(), email, request.form.get("password", ""))
-    if user is None:
-        error = _("The e-mail address or the password is wrong.")
-        page = render_template(
+    account = normalize_email(email)
+    ip = request.remote_addr or "-"
+    limiter = services().limiter
+
+    def page(error: str, status: int) -> Any:
+        html = render_template(
             "login/password.html", client=client, email=email, flow=flow, error=error
         )
-        return page, 400
+        return html, status
+
+    try:
+        # Checked before the password, per account and per IP (RFC 6749 §10.10);
+        # an unknown address is counted like a known one, so locks reveal nothing.
+        limiter.check("login-account", account, FAILURES_PER_ACCOUNT)
+        limiter.check("login-ip", ip, FAILURES_PER_IP)
+    except TooManyAttemptsError as error:
+        minutes = max(1, (error.resets_in + 59) // 60)
+        message = _("Too many attempts. Try again in %(minutes)d minutes.", minutes=minutes)
+        return page(message, 429)
+    user = services().accounts.authenticate(get_session(), email, request.form.get("password", ""))
+    if user is None:
+        for bucket, key, limit in (
+            ("login-account", account, FAILURES_PER_ACCOUNT),
+            ("login-ip", ip, FAILURES_PER_IP),
+        ):
+            # A failure that uses up the allowance still gets the usual answer;
+            # the next attempt is refused by the check above.
+            with contextlib.suppress(TooManyAttemptsError):
+                limiter.hit(bucket, key, limit, FAILURE_WINDOW_SECONDS)
+        return page(_("The e-mail address or the password is wrong."), 400)
+    limiter.reset("login-account", account)
 
     previous = current_sso()
     if previous is not None:

@@ -1,0 +1,220 @@
+"""Abuse and edge cases: oversized or malformed requests, redirects, brute
+force, proxies, replays, an unreachable Redis."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from idp import cli
+from idp.oidc import views as oidc_views
+from idp.store import Store
+from tests.factories import Factory
+from tests.factories import Pkce
+from tests.flows import authorize
+from tests.flows import authorize_params
+from tests.flows import csrf_token
+from tests.flows import exchange
+from tests.flows import login_for_code
+from tests.flows import query
+from tests.flows import submit_login
+
+
+@pytest.fixture
+def rp(factory):  # type: ignore[no-untyped-def]
+    return factory.client("portal")
+
+
+@pytest.fixture
+def user(factory):  # type: ignore[no-untyped-def]
+    return factory.user()
+
+
+def test_overlong_parameter_is_refused_without_parking_anything(client, store, rp):
+    response = authorize(client, authorize_params("portal", Pkce.new(), state="x" * 5000))
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.location is None
+    assert list(store.redis.scan_iter(match=store.key("flow", "*"))) == []
+
+
+def test_oversized_body_is_refused(client, rp):
+    response = client.post("/authorize", data={"state": "x" * 70_000})
+    assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    ("parameter", "error"),
+    [("request", "request_not_supported"), ("request_uri", "request_uri_not_supported")],
+)
+def test_request_objects_are_refused(client, rp, parameter, error):
+    response = authorize(client, authorize_params("portal", Pkce.new(), **{parameter: "x"}))
+    assert query(response.location)["error"] == error
+
+
+def test_non_ascii_max_age_is_invalid_request_not_a_crash(client, rp, user):
+    login_for_code(client, "portal", user.email, Pkce.new())
+    response = authorize(client, authorize_params("portal", Pkce.new(), max_age="²"))
+    assert query(response.location)["error"] == "invalid_request"
+
+
+def test_redirect_uri_with_a_quote_gets_an_error_page(client, rp):
+    response = authorize(client, authorize_params("portal", Pkce.new(), redirect_uri='http://x/"'))
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.location is None
+
+
+def test_login_flows_per_ip_are_limited(client, rp, monkeypatch):
+    monkeypatch.setattr(oidc_views, "FLOWS_PER_IP", 2)
+    for _ in range(2):
+        assert (
+            authorize(client, authorize_params("portal", Pkce.new())).status_code
+            == HTTPStatus.FOUND
+        )
+    limited = authorize(client, authorize_params("portal", Pkce.new()))
+    assert limited.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert int(limited.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/login?flow=abc", "/login?flow=abc"),
+        ("//evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+    ],
+)
+def test_language_switch_never_redirects_off_site(client, target, expected):
+    response = client.get("/language/en", query_string={"next": target})
+    assert response.status_code == HTTPStatus.FOUND
+    assert response.location == expected
+
+
+class TestPasswordGuessing:
+    def _attempt(self, client, email, password):  # type: ignore[no-untyped-def]
+        response = authorize(client, authorize_params("portal", Pkce.new()))
+        return submit_login(client, response.location, email, password)
+
+    def test_account_is_locked_after_ten_failures_even_for_the_right_password(
+        self, client, rp, user
+    ):
+        for _ in range(10):
+            assert (
+                self._attempt(client, user.email, "Wrong-1!").status_code == HTTPStatus.BAD_REQUEST
+            )
+        locked = self._attempt(client, user.email, "Correct-Horse-9")
+        assert locked.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        assert "For mange forsøg. Prøv igen om 15 minutter." in locked.get_data(as_text=True)
+
+    def test_unknown_address_is_locked_the_same_way(self, client, rp):
+        for _ in range(10):
+            self._attempt(client, "nobody@example.com", "Wrong-1!")
+        locked = self._attempt(client, "nobody@example.com", "Wrong-1!")
+        assert locked.status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+    def test_lock_ends_after_the_window(self, client, rp, user, monkeypatch):
+        from idp import clock
+
+        for _ in range(10):
+            self._attempt(client, user.email, "Wrong-1!")
+        store = client.application.extensions["idp"].store
+        for key in store.redis.scan_iter(match=store.key("rl", "login-account", "*")):
+            store.redis.delete(key)  # what the window's expiry does
+        later = clock.now() + 15 * 60
+        monkeypatch.setattr(clock, "now", lambda: later)
+        response = self._attempt(client, user.email, "Correct-Horse-9")
+        assert response.status_code == HTTPStatus.FOUND
+
+
+def test_consent_of_a_user_who_is_no_longer_logged_in_is_not_recorded(client, factory):
+    from idp.models import Consent
+
+    factory.client("partner", is_first_party=False)
+    first = factory.user()
+    second = factory.user()
+    response = authorize(client, authorize_params("partner", Pkce.new()))
+    consent_url = submit_login(client, response.location, first.email).location
+    page = client.get(consent_url)
+    # Someone else logs in on the same browser, then the stale page is submitted.
+    other = authorize(client, authorize_params("partner", Pkce.new(), prompt="login"))
+    submit_login(client, other.location, second.email)
+    stale = client.post(consent_url, data={"decision": "allow", "csrf_token": csrf_token(page)})
+    assert stale.status_code == HTTPStatus.BAD_REQUEST
+    with client.application.app_context():
+        from idp.db import get_session
+
+        assert get_session().query(Consent).filter_by(user_id=first.id).count() == 0
+
+
+def test_prompt_consent_is_honoured_for_a_first_party_client(client, rp, user):
+    login_for_code(client, "portal", user.email, Pkce.new())
+    response = authorize(client, authorize_params("portal", Pkce.new(), prompt="consent"))
+    assert response.location.startswith("/consent?flow=")
+
+
+def test_code_replayed_before_its_grant_was_written_still_revokes_it(app, client, rp, user):
+    from idp.db import get_session
+    from idp.models import Grant
+
+    _, secret = rp
+    pkce = Pkce.new()
+    code = login_for_code(client, "portal", user.email, pkce)["code"]
+    tokens = app.extensions["idp"].tokens
+    data, grant_id = tokens.consume_code(code)  # the first exchange, mid-way
+    with app.app_context():
+        replay = exchange(client, "portal", secret, code, pkce)
+        assert replay.json["error"] == "invalid_grant"
+        tokens.create_grant(get_session(), grant_id, data)  # the first exchange goes on
+        assert get_session().get(Grant, grant_id).revoked_at is not None
+
+
+def test_behind_a_tls_proxy_the_token_endpoint_works(settings, make_app):
+    app = make_app(settings.replace(issuer="https://login.example.com", trusted_proxies=1))
+    client = app.test_client()
+    response = client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "login.example.com"},
+    )
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json["error"] == "invalid_client"
+
+
+def test_secure_cookies_carry_the_host_prefix(settings, make_app, user):
+    app = make_app(settings.replace(cookie_secure=True))
+    Factory(app).client("secure-rp")
+    client = app.test_client()
+    response = authorize(client, authorize_params("secure-rp", Pkce.new()))
+    page = client.get(response.location)
+    assert "__Host-idp_browser=" in response.headers["Set-Cookie"]
+    answer = client.post(
+        response.location,
+        data={"email": user.email, "password": "Correct-Horse-9", "csrf_token": csrf_token(page)},
+    )
+    assert "__Host-idp_session=" in answer.headers["Set-Cookie"]
+    assert "Secure" in answer.headers["Set-Cookie"]
+
+
+def test_unreachable_redis_fails_closed_with_a_clear_page(settings, make_app):
+    down = Store(redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.2), "down:")
+    app = make_app(settings, store=down)
+    response = app.test_client().get("/dev/outbox")
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert "midlertidigt utilgængelig" in response.get_data(as_text=True)
+    assert response.headers["Retry-After"] == "30"
+
+
+def test_idp_config_hides_secrets(monkeypatch):
+    monkeypatch.setenv("IDP_SECRET_KEY", "s" * 40)
+    monkeypatch.setenv("IDP_DATABASE_URL", "postgresql://idp:hunter2@db/idp")
+    monkeypatch.setenv("IDP_SMS_TOKEN", "sms-token-value")
+    output = CliRunner().invoke(cli.main, ["config"]).output
+    assert "hunter2" not in output
+    assert "sms-token-value" not in output
+    assert "s" * 40 not in output
+    assert "IDP_DATABASE_URL=postgresql://idp:***@db/idp" in output
