@@ -355,3 +355,46 @@ def test_language_switch_changes_the_page_language(client, invite):
     assert switched.status_code == HTTPStatus.FOUND
     english = client.get(switched.location)
     assert "Enter your new password" in english.get_data(as_text=True)
+
+
+def test_totp_secret_is_encrypted_at_rest(app, client, invite):
+    from idp.db import get_session
+    from idp.models import TotpCredential
+
+    page = start(client, invite())
+    page = follow(
+        client, form_post(client, page, {"password": GOOD_PASSWORD, "confirm": GOOD_PASSWORD})
+    )
+    key = totp_key(page)
+    follow(client, form_post(client, page, {"code": pyotp.TOTP(key).now()}))
+    with app.app_context():
+        (credential,) = get_session().query(TotpCredential).all()
+        assert key not in credential.secret_encrypted
+        assert app.extensions["idp"].secret_box.decrypt(credential.secret_encrypted) == key
+
+
+def test_flow_expires_with_a_start_again_page(client, invite, monkeypatch):
+    page = start(client, invite())
+    later = clock.now() + 15 * 60
+    monkeypatch.setattr(clock, "now", lambda: later)
+    answer = form_post(client, page, {"password": GOOD_PASSWORD, "confirm": GOOD_PASSWORD})
+    assert answer.status_code == HTTPStatus.BAD_REQUEST
+    assert "Start venligst forfra" in answer.get_data(as_text=True)
+
+
+def test_development_outbox_lists_mail_and_sms_with_links(app, client, invite):
+    link = invite()
+    page = enrol_to_sms_step(client, link)
+    form_post(client, page, {"phone": "+4542822160", "action": "send"})
+    outbox_page = client.get("/dev/outbox").get_data(as_text=True)
+    assert f'<a href="{link}">' in outbox_page
+    assert "Velkommen til Customer Portal UAT" in outbox_page
+    assert "Din bekræftelseskode er" in outbox_page
+
+
+def test_passkey_choice_is_not_a_dead_end(client, invite):
+    page = start(client, invite())
+    url = page.request.path + "?" + page.request.query_string.decode()
+    passkey = client.get(url.replace("/activate/password", "/activate/passkey"))
+    assert passkey.status_code == HTTPStatus.OK
+    assert url in passkey.get_data(as_text=True).replace("&amp;", "&")

@@ -315,3 +315,18 @@ class TestConsent:
         flow_id = query(response.location)["flow"]
         page = client.get("/consent?" + urlencode({"flow": flow_id}))
         assert page.status_code == HTTPStatus.BAD_REQUEST
+
+
+def test_password_hash_is_upgraded_when_the_argon2_parameters_change(
+    settings, make_app, factory, user
+):
+    from idp.db import get_session
+    from idp.models import User
+
+    factory.client("rehash")
+    stronger = make_app(settings.replace(argon2_time_cost=2))
+    login_for_code(stronger.test_client(), "rehash", user.email, Pkce.new())
+    with stronger.app_context():
+        stored = get_session().get(User, user.id).password_hash
+    assert stored != user.password_hash
+    assert "t=2" in stored
