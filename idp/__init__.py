@@ -47,7 +47,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     else:
         settings = Settings(**config)
 
-    app = Flask(__name__, template_folder=_template_folder(), static_folder=None)
+    app = Flask(__name__, template_folder=_template_folder(), static_folder="static")
     app.extensions["idp.settings"] = settings
     secret_key = settings.secret_key or _development_secret_key()
     app.config.update(
@@ -107,6 +107,7 @@ def _build_services(app: Flask, settings: Settings) -> None:
     from idp.oidc.server import OpenIDServer
     from idp.services.accounts import Accounts
     from idp.services.actions import ActionTokens
+    from idp.services.audit import Audit
     from idp.services.clients import ClientRegistry
     from idp.services.consents import Consents
     from idp.services.crypto import SecretBox
@@ -115,6 +116,7 @@ def _build_services(app: Flask, settings: Settings) -> None:
     from idp.services.flows import FlowStore
     from idp.services.keys import KeyRing
     from idp.services.keys import KeyStore
+    from idp.services.lockout import Lockout
     from idp.services.mail import build_mailer
     from idp.services.password_policy import PasswordPolicy
     from idp.services.passwords import Passwords
@@ -180,4 +182,10 @@ def _build_services(app: Flask, settings: Settings) -> None:
         sms_sender=sms_sender,
         sms=SmsChallenges(store, sms_sender, limiter),
         limiter=limiter,
+        lockout=Lockout(
+            store,
+            max_failures=settings.lockout_failures,
+            base_lock_seconds=settings.lockout_seconds,
+        ),
+        audit=Audit(),
     )

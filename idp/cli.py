@@ -16,12 +16,16 @@ from typing import Any
 
 import click
 from flask import Flask
+from sqlalchemy import select
 
 from idp import clock
 from idp import create_app
 from idp.config import ConfigError
 from idp.config import Settings
 from idp.context import Services
+from idp.db import get_session
+from idp.models import User
+from idp.services import recovery
 from idp.services.accounts import AccountError
 from idp.services.accounts import UserProfile
 from idp.services.clients import GRANT_TYPES
@@ -292,6 +296,13 @@ def users() -> None:
 @click.option("--title", "job_title", default="")
 @click.option("--organization", default="")
 @click.option("--admin", "is_admin", is_flag=True)
+@click.option(
+    "--mfa/--no-mfa",
+    "mfa_required",
+    default=True,
+    show_default=True,
+    help="Whether the account must set up two-step verification at its first login.",
+)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @with_services
 def users_add(svc: Services, email: str, password: str, **profile: Any) -> None:
@@ -317,7 +328,6 @@ def users_add(svc: Services, email: str, password: str, **profile: Any) -> None:
 @with_services
 def users_invite(svc: Services, email: str, client_id: str | None, **values: Any) -> None:
     """Create the account if needed and e-mail an activation link (valid 24 hours)."""
-    from idp.db import get_session
     from idp.invitations import invite
 
     name = values["name"].strip()
@@ -353,6 +363,7 @@ def users_set_password(svc: Services, email: str, password: str) -> None:
 
 # -- demo -------------------------------------------------------------------------
 DEMO_EMAIL = "kim.demo@example.com"
+DEMO_PHONE = "+4520123160"
 PORTAL_URL = "http://localhost:5001"
 
 
@@ -407,10 +418,19 @@ def demo(svc: Services, portal_url: str, env_file: str) -> None:
     else:
         svc.accounts.update(DEMO_EMAIL, profile)
         svc.accounts.set_password(DEMO_EMAIL, password)
+    # Two-step verification by SMS; in development the SMS lands in the outbox.
+    session = get_session()
+    user = session.scalars(select(User).where(User.email == DEMO_EMAIL)).one()
+    user.phone_number, user.phone_number_verified = DEMO_PHONE, True
+    session.commit()
+    emergency_code = recovery.generate_code()
+    svc.factors.save_recovery_code(session, user.id, emergency_code)
     click.echo("")
     click.echo(f"  Portal:   {portal_url}")
     click.echo(f"  IdP:      {svc.settings.issuer}")
     click.echo(f"  Log in as {DEMO_EMAIL} with password {password}")
+    click.echo(f"  The SMS code arrives in the outbox: {svc.settings.issuer}/dev/outbox")
+    click.echo(f"  Emergency code: {emergency_code}")
     click.echo("")
 
 

@@ -97,6 +97,10 @@ class Settings:
     password_max_length: int = 128
     password_require_uppercase: bool = True
     password_require_special: bool = True
+    #: Failed passwords or codes (within 15 minutes) that lock an account.
+    lockout_failures: int = 5
+    #: The first lock's length; each further lock within a day doubles it (at most a day).
+    lockout_seconds: int = 300
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:

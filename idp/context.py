@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from idp.oidc.server import OpenIDServer
     from idp.services.accounts import Accounts
     from idp.services.actions import ActionTokens
+    from idp.services.audit import Audit
     from idp.services.clients import ClientRegistry
     from idp.services.consents import Consents
     from idp.services.crypto import SecretBox
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from idp.services.flows import FlowStore
     from idp.services.keys import KeyRing
     from idp.services.keys import KeyStore
+    from idp.services.lockout import Lockout
     from idp.services.mail import Mailer
     from idp.services.password_policy import PasswordPolicy
     from idp.services.ratelimit import RateLimiter
@@ -52,6 +54,8 @@ class Services:
     sms_sender: SmsSender
     sms: SmsChallenges
     limiter: RateLimiter
+    lockout: Lockout
+    audit: Audit
 
 
 def services() -> Services:

@@ -118,6 +118,29 @@ class RecoveryCode(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class AuditEvent(Base):
+    """One security event or admin action. Never holds a secret."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    #: What happened, e.g. ``login.failed``, ``account.locked``, ``factor.added``.
+    event: Mapped[str] = mapped_column(String(64), index=True)
+    #: Who did it (an admin, or the user themselves); ``None`` for anonymous.
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    #: Whom it concerns.
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    client_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
 class Client(Base):
     """A registered relying party (OAuth 2.0 client)."""
 

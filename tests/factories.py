@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import pyotp
 from flask import Flask
 
 from idp.services.accounts import UserProfile
@@ -61,5 +62,41 @@ class Factory:
         profile.setdefault("family_name", "Testesen")
         profile.setdefault("job_title", "HR assistent")
         profile.setdefault("organization", "Testorganisation A/S")
+        # Most tests log in with a password alone; the second factor has its own.
+        profile.setdefault("mfa_required", False)
         email = email or f"kim.{uuid.uuid4().hex[:6]}@example.com"
         return self.services.accounts.create(email, UserProfile(**profile), password=password)
+
+    def enrol(
+        self, user: Any, *, totp: bool = True, phone: str | None = None, emergency: bool = True
+    ) -> Enrolment:
+        """Give ``user`` second factors as activation would: an authenticator
+        app, a verified phone number for SMS, an emergency code."""
+        from idp.db import get_session
+        from idp.models import User
+        from idp.services import recovery
+
+        enrolment = Enrolment()
+        with self.app.app_context():
+            session = get_session()
+            if totp:
+                enrolment.totp_secret = pyotp.random_base32()
+                self.services.factors.save_totp(session, user.id, enrolment.totp_secret, 0)
+            if phone:
+                row = session.get(User, user.id)
+                row.phone_number, row.phone_number_verified = phone, True
+                session.commit()
+            if emergency:
+                enrolment.emergency_code = recovery.generate_code()
+                self.services.factors.save_recovery_code(session, user.id, enrolment.emergency_code)
+        return enrolment
+
+
+@dataclass
+class Enrolment:
+    totp_secret: str | None = None
+    emergency_code: str | None = None
+
+    def totp_code(self) -> str:
+        assert self.totp_secret
+        return pyotp.TOTP(self.totp_secret).now()

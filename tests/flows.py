@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import urlencode
+from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
+import requests
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -22,6 +25,29 @@ def csrf_token(response: TestResponse) -> str:
     match = CSRF_PATTERN.search(response.get_data(as_text=True))
     assert match, "the page has no CSRF token"
     return match.group(1)
+
+
+def http_login(
+    browser: requests.Session,
+    page: requests.Response,
+    email: str,
+    password: str = PASSWORD,
+    **kw: Any,
+) -> requests.Response:
+    """Both login screens over real HTTP, from the e-mail page ``page``;
+    ``kw`` goes to the password POST (``allow_redirects=False``, say)."""
+
+    def post(page: requests.Response, data: dict[str, str], **kw: Any) -> requests.Response:
+        action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+        assert action, page.text
+        csrf = CSRF_PATTERN.search(page.text)
+        assert csrf, page.text
+        url = urljoin(page.url, html.unescape(action.group(1)))
+        return browser.post(url, data={**data, "csrf_token": csrf.group(1)}, timeout=10, **kw)
+
+    password_page = post(page, {"email": email})
+    assert password_page.status_code == 200, password_page.text
+    return post(password_page, {"password": password}, **kw)
 
 
 def query(location: str) -> dict[str, str]:
@@ -48,15 +74,28 @@ def authorize(browser: FlaskClient, params: dict[str, str]) -> TestResponse:
     return browser.get("/authorize?" + urlencode(params))
 
 
+def submit_email(browser: FlaskClient, login_location: str, email: str, **form: str) -> str:
+    """The first login screen: type the e-mail address; returns the password screen's URL."""
+    page = browser.get(login_location)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    response = browser.post(
+        login_location, data={"email": email, "csrf_token": csrf_token(page), **form}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response.location
+
+
+def submit_password(browser: FlaskClient, location: str, password: str = PASSWORD) -> TestResponse:
+    page = browser.get(location)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    return browser.post(location, data={"password": password, "csrf_token": csrf_token(page)})
+
+
 def submit_login(
     browser: FlaskClient, login_location: str, email: str, password: str = PASSWORD
 ) -> TestResponse:
-    page = browser.get(login_location)
-    assert page.status_code == 200, page.get_data(as_text=True)
-    return browser.post(
-        login_location,
-        data={"email": email, "password": password, "csrf_token": csrf_token(page)},
-    )
+    """Both login screens: the e-mail address, then the password."""
+    return submit_password(browser, submit_email(browser, login_location, email), password)
 
 
 def login_for_code(
@@ -87,3 +126,23 @@ def exchange(
         data["client_id"] = client_id
         return browser.post("/token", data=data)
     return browser.post("/token", data=data, auth=(client_id, secret))
+
+
+def form_post(browser: FlaskClient, page: TestResponse, data: dict[str, str]) -> TestResponse:
+    """Submit the first form of ``page`` (a plain ``<form method="post">``) with ``data``."""
+    found = re.search(r'<form method="post" action="([^"]+)"', page.get_data(as_text=True))
+    assert found, page.get_data(as_text=True)
+    action = html.unescape(found.group(1))
+    return browser.post(action, data={"csrf_token": csrf_token(page), **data})
+
+
+def follow(browser: FlaskClient, response: TestResponse) -> TestResponse:
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return browser.get(response.location)
+
+
+def totp_key(page: TestResponse) -> str:
+    """The authenticator key shown under the QR code."""
+    found = re.search(r'id="totp-key">([^<]+)<', page.get_data(as_text=True))
+    assert found, page.get_data(as_text=True)
+    return found.group(1).replace(" ", "")

@@ -309,10 +309,10 @@ def authorize() -> Any:
         if sso is None or must_login:
             if "none" in prompts:
                 raise LoginRequiredError(redirect_uri=redirect_uri)
-            flow = _start_flow(params, Step.LOGIN)
+            flow = _start_flow(params, Step.IDENTIFY)
             if flow is None:
                 return too_many_attempts_page(FLOW_WINDOW_SECONDS)
-            return redirect(url_for("login.password", flow=flow.id))
+            return redirect(url_for("login.identify", flow=flow.id))
 
         if _needs_consent(sso, grant.request.client, grant.request.scope, prompts):
             if "none" in prompts:

@@ -38,6 +38,8 @@ class UserProfile:
     address: dict[str, Any] | None = None
     is_admin: bool | None = None
     is_active: bool | None = None
+    #: Whether the account must have two-step verification (the default).
+    mfa_required: bool | None = None
 
 
 class Accounts:

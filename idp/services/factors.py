@@ -86,6 +86,16 @@ class Factors:
             row.code_hash = recovery.hash_code(code)
         session.commit()
 
+    def remove_all(self, session: Session, user_id: int) -> None:
+        """Turn two-step verification off: the app and the emergency code are
+        forgotten, and the phone number (a profile field too) no longer gets codes."""
+        session.execute(delete(TotpCredential).where(TotpCredential.user_id == user_id))
+        session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+        user = session.get(User, user_id)
+        if user is not None:
+            user.phone_number_verified = False
+        session.commit()
+
     def use_recovery_code(self, session: Session, user_id: int, code: str) -> bool:
         """Accept the emergency code once: it is deleted in the same transaction."""
         row = session.scalar(

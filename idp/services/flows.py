@@ -22,10 +22,20 @@ __all__ = ["Flow", "FlowError", "FlowStore", "Kind", "Step"]
 
 
 class Step:
-    """The steps of the flows. A login runs LOGIN, then CONSENT if needed; an
-    activation runs PASSWORD, TOTP, SMS, SMS_VERIFY, RECOVERY, FINISHED."""
+    """The steps of the flows.
 
+    A login runs IDENTIFY, LOGIN (the password), SECOND_FACTOR (and
+    NEW_RECOVERY after an emergency code), then CONSENT if needed; a user who
+    must have a second factor and has none is sent through the enrolment steps
+    first. An activation runs PASSWORD, TOTP, SMS, SMS_VERIFY, RECOVERY,
+    FINISHED. A password reset runs RESET.
+    """
+
+    IDENTIFY = "identify"
     LOGIN = "login"
+    SECOND_FACTOR = "second_factor"
+    NEW_RECOVERY = "new_recovery"
+    RESET = "reset"
     CONSENT = "consent"
     PASSWORD = "password"  # noqa: S105 - a step name
     TOTP = "totp"
@@ -38,6 +48,7 @@ class Step:
 class Kind:
     LOGIN = "login"
     ACTIVATION = "activation"
+    RESET = "reset"
 
 
 class FlowError(Exception):
@@ -70,6 +81,13 @@ class Flow:
     sms_challenge_id: str | None = None
     phone: str | None = None
     recovery_code: str | None = None
+    #: The e-mail address typed on the first login screen.
+    email: str | None = None
+    #: The second-factor method on screen, and the SMS reference number shown.
+    method: str | None = None
+    sms_reference: str | None = None
+    #: Where a login that no client started goes afterwards (the account page).
+    return_to: str | None = None
 
     @property
     def client_id(self) -> str:

@@ -51,8 +51,11 @@ ACR_TWO_FACTORS = "2fa"
 
 
 def _load(step: str) -> Flow:
+    """The activation flow at ``step``; a login flow may use the enrolment
+    steps too, once its password step is done (J3: enrolment before the code)."""
     flow = services().flows.require(request.args.get("flow"), browser_id(), step)
-    if flow.kind != Kind.ACTIVATION or flow.user_id is None:
+    enrolling_login = flow.kind == Kind.LOGIN and "pwd" in flow.amr and step != Step.PASSWORD
+    if (flow.kind != Kind.ACTIVATION and not enrolling_login) or flow.user_id is None:
         raise FlowError("not an activation")
     g.ui_locales = flow.params.get("ui_locales")
     return flow
@@ -63,6 +66,14 @@ def _user(flow: Flow) -> User:
     if user is None or not user.is_active:
         raise FlowError("the account is gone or disabled")
     return user
+
+
+def _audit(event: str, user: User, **details: Any) -> None:
+    from idp.views.login import origin
+
+    services().audit.record(
+        get_session(), event, origin(), subject_id=user.id, actor_id=user.id, **details
+    )
 
 
 def _go(flow: Flow, step: str, endpoint: str) -> Any:
@@ -163,6 +174,7 @@ def password() -> Any:
     if user.activated_at is None:
         user.activated_at = clock.utcnow()
     session.commit()
+    _audit("password.changed", user, via="activation")
     if services().factors.has_second_factor(session, user):
         # J2: the account already has its factors; nothing is enrolled twice.
         return _go(flow, Step.FINISHED, "activation.finished")
@@ -202,6 +214,7 @@ def authenticator() -> Any:
     except totp.InvalidCodeError:
         return _render("totp", flow, 400, error=_("The code is not correct. Try again."), **context)
     services().factors.save_totp(get_session(), user.id, secret, step)
+    _audit("factor.added", user, method="totp")
     flow.totp_secret = None
     flow.amr = ["pwd", "otp"]
     return _go(flow, Step.SMS, "activation.phone")
@@ -293,6 +306,7 @@ def phone_code() -> Any:
     user.phone_number = flow.phone
     user.phone_number_verified = True
     session.commit()
+    _audit("factor.added", user, method="sms")
     send_email("phone_added", user, phone=sms.mask_phone(flow.phone or ""))
     flow.sms_challenge_id = None
     return _go(flow, Step.RECOVERY, "activation.emergency_code")
@@ -322,6 +336,7 @@ def emergency_code() -> Any:
         )
     services().factors.save_recovery_code(get_session(), user.id, code)
     flow.recovery_code = None
+    _audit("factor.added", user, method="emergency_code")
     send_email("mfa_enabled", user)
     return _go(flow, Step.FINISHED, "activation.finished")
 
@@ -337,6 +352,10 @@ def finished() -> Any:
     enrolled = "otp" in flow.amr
     if request.method == "GET":
         return _render("finished", flow, enrolled=enrolled)
+    if flow.kind == Kind.LOGIN:
+        from idp.views.login import complete
+
+        return complete(flow, user, ["pwd", "otp", "mfa"])
 
     cookie = None
     if enrolled:

@@ -1,4 +1,11 @@
-"""The login step of a flow: e-mail and password."""
+"""Logging in (journey J3): e-mail first, then the password, then a second
+factor (authenticator app, SMS, emergency code), with "Prøv en anden måde" and
+the forgotten-password reset.
+
+Every step loads the flow at its own step. Failed passwords and codes count
+towards a temporary, progressively longer lock of the account (and a limit per
+IP address); unknown e-mail addresses are treated exactly like known ones.
+"""
 
 from __future__ import annotations
 
@@ -6,97 +13,579 @@ import contextlib
 from typing import Any
 
 from flask import Blueprint
+from flask import Response
 from flask import g
 from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import url_for
 from flask_babel import gettext as _
 
 from idp import clock
 from idp.context import services
 from idp.db import get_session
+from idp.models import User
+from idp.notify import send_email
 from idp.oidc.views import continue_flow
 from idp.oidc.views import restart_page
+from idp.services import recovery
+from idp.services import sms
+from idp.services import totp
 from idp.services.accounts import normalize_email
+from idp.services.actions import PASSWORD_RESET
+from idp.services.actions import ActionTokenError
+from idp.services.audit import Origin
+from idp.services.factors import Method
+from idp.services.flows import Flow
 from idp.services.flows import FlowError
+from idp.services.flows import Kind
 from idp.services.flows import Step
+from idp.services.lockout import AccountLockedError
 from idp.services.ratelimit import TooManyAttemptsError
 from idp.web import browser_id
 from idp.web import current_sso
+from idp.web import password_policy_messages
 from idp.web import set_sso_cookie
+from idp.web import too_many_attempts_page
 
-__all__ = ["bp"]
+__all__ = ["bp", "origin"]
 
 bp = Blueprint("login", __name__)
 
-#: Failed password attempts allowed per window before logins are refused.
-FAILURES_PER_ACCOUNT = 10
+#: The "Gem min e-mailadresse til næste gang" cookie: the address only.
+REMEMBER_COOKIE = "idp_email"
+REMEMBER_SECONDS = 365 * 24 * 3600
+#: Failed passwords allowed per IP address and window (accounts have the lockout).
 FAILURES_PER_IP = 100
 FAILURE_WINDOW_SECONDS = 15 * 60
-
 #: acr values: what kind of authentication the session rests on.
 ACR_ONE_FACTOR = "1fa"
+ACR_TWO_FACTORS = "2fa"
 
 
+def origin() -> Origin:
+    return Origin(ip=request.remote_addr, user_agent=request.user_agent.string)
+
+
+def _load(*steps: str) -> Flow:
+    flow = services().flows.require(request.args.get("flow"), browser_id(), *steps)
+    if flow.kind != Kind.LOGIN:
+        raise FlowError("not a login")
+    g.ui_locales = flow.params.get("ui_locales")
+    return flow
+
+
+def _user(flow: Flow) -> User:
+    user = get_session().get(User, flow.user_id) if flow.user_id else None
+    if user is None or not user.is_active:
+        raise FlowError("no user in this flow")
+    return user
+
+
+def _render(template: str, flow: Flow | None, status: int = 200, **context: Any) -> Any:
+    client = services().clients.get(flow.client_id) if flow and flow.client_id else None
+    name = client.display_name if client else services().settings.brand_name
+    page = render_template(f"login/{template}.html", flow=flow, client_name=name, **context)
+    return page, status
+
+
+def _go(flow: Flow, step: str, endpoint: str) -> Any:
+    services().flows.advance(flow, step)
+    return redirect(url_for(endpoint, flow=flow.id))
+
+
+def _wait_message(seconds: int) -> str:
+    minutes = max(1, (seconds + 59) // 60)
+    return _("Too many attempts. Try again in %(minutes)d minutes.", minutes=minutes)
+
+
+# -- e-mail first ----------------------------------------------------------------
 @bp.route("/login", methods=["GET", "POST"])
-def password() -> Any:
+def identify() -> Any:
     try:
-        flow = services().flows.require(request.args.get("flow"), browser_id(), Step.LOGIN)
+        flow = _load(Step.IDENTIFY)
     except FlowError:
         return restart_page()
-    g.ui_locales = flow.params.get("ui_locales")
-    client = services().clients.get(flow.client_id)
-    if client is None:
-        return restart_page()
-    email = request.form.get("email", flow.params.get("login_hint", "")).strip()
+    remembered = request.cookies.get(REMEMBER_COOKIE, "")
     if request.method == "GET":
-        return render_template("login/password.html", client=client, email=email, flow=flow)
+        email = flow.email or flow.params.get("login_hint") or remembered
+        return _render("identify", flow, email=email, remember=bool(remembered))
 
-    account = normalize_email(email)
-    ip = request.remote_addr or "-"
-    limiter = services().limiter
-
-    def page(error: str, status: int) -> Any:
-        html = render_template(
-            "login/password.html", client=client, email=email, flow=flow, error=error
+    email = normalize_email(request.form.get("email", ""))
+    if "@" not in email or len(email) > 320:
+        return _render("identify", flow, 400, email=email, error=_("Enter a valid e-mail address."))
+    flow.email = email
+    response = make_response(_go(flow, Step.LOGIN, "login.password"))
+    if request.form.get("remember") == "yes":
+        response.set_cookie(
+            REMEMBER_COOKIE,
+            email,
+            max_age=REMEMBER_SECONDS,
+            httponly=True,
+            samesite="Lax",
+            secure=services().settings.secure_cookies,
         )
-        return html, status
+    elif remembered:
+        response.delete_cookie(REMEMBER_COOKIE)
+    return response
 
+
+@bp.get("/login/passkey")
+def passkey() -> Any:
+    """ "Log ind med sikkerhedsnøgle eller biometri"."""
     try:
-        # Checked before the password, per account and per IP (RFC 6749 §10.10);
-        # an unknown address is counted like a known one, so locks reveal nothing.
-        limiter.check("login-account", account, FAILURES_PER_ACCOUNT)
-        limiter.check("login-ip", ip, FAILURES_PER_IP)
-    except TooManyAttemptsError as error:
-        minutes = max(1, (error.resets_in + 59) // 60)
-        message = _("Too many attempts. Try again in %(minutes)d minutes.", minutes=minutes)
-        return page(message, 429)
-    user = services().accounts.authenticate(get_session(), email, request.form.get("password", ""))
-    if user is None:
-        for bucket, key, limit in (
-            ("login-account", account, FAILURES_PER_ACCOUNT),
-            ("login-ip", ip, FAILURES_PER_IP),
-        ):
-            # A failure that uses up the allowance still gets the usual answer;
-            # the next attempt is refused by the check above.
-            with contextlib.suppress(TooManyAttemptsError):
-                limiter.hit(bucket, key, limit, FAILURE_WINDOW_SECONDS)
-        return page(_("The e-mail address or the password is wrong."), 400)
-    limiter.reset("login-account", account)
+        flow = _load(Step.IDENTIFY)
+    except FlowError:
+        return restart_page()
+    return _render("passkey", flow)
 
-    previous = current_sso()
-    if previous is not None:
-        services().sessions.revoke(previous)
-    cookie, sso = services().sessions.create(
-        user.id, amr=["pwd"], acr=ACR_ONE_FACTOR, auth_time=clock.now()
-    )
-    g.sso = sso
+
+# -- password ---------------------------------------------------------------------
+@bp.route("/login/password", methods=["GET", "POST"])
+def password() -> Any:
+    try:
+        flow = _load(Step.LOGIN)
+    except FlowError:
+        return restart_page()
+    email = flow.email or ""
+    if request.method == "GET":
+        return _render("password", flow, email=email)
+    if request.form.get("action") == "back":
+        # The back arrow: another address, and the remembered one is forgotten.
+        response = make_response(_go(flow, Step.IDENTIFY, "login.identify"))
+        response.delete_cookie(REMEMBER_COOKIE)
+        return response
+
+    svc = services()
+    session = get_session()
+    try:
+        svc.lockout.check(email)
+        svc.limiter.check("login-ip", request.remote_addr or "-", FAILURES_PER_IP)
+    except TooManyAttemptsError as error:
+        return _render("password", flow, 429, email=email, error=_wait_message(error.resets_in))
+    user = svc.accounts.authenticate(session, email, request.form.get("password", ""))
+    if user is None:
+        known = svc.accounts.find(email)
+        subject_id = known.id if known else None
+        svc.audit.record(
+            session,
+            "login.failed",
+            origin(),
+            subject_id=subject_id,
+            client_id=flow.client_id,
+            reason="password",
+        )
+        with contextlib.suppress(TooManyAttemptsError):
+            svc.limiter.hit(
+                "login-ip", request.remote_addr or "-", FAILURES_PER_IP, FAILURE_WINDOW_SECONDS
+            )
+        locked_for = svc.lockout.failure(email)
+        if locked_for:
+            svc.audit.record(
+                session, "account.locked", origin(), subject_id=subject_id, seconds=locked_for
+            )
+        return _render(
+            "password",
+            flow,
+            400,
+            email=email,
+            error=_("The e-mail address or the password is wrong."),
+        )
+    svc.lockout.success(email)
     flow.user_id = user.id
     flow.amr = ["pwd"]
-    flow.auth_time = sso.auth_time
-    response = make_response(continue_flow(flow))
+    flow.auth_time = clock.now()
+    return _after_password(flow, user)
+
+
+def _after_password(flow: Flow, user: User) -> Any:
+    """Second factor if enrolled; enrolment if required and missing; else done."""
+    methods = services().factors.methods(get_session(), user)
+    if Method.TOTP in methods:
+        flow.method = Method.TOTP
+        return _go(flow, Step.SECOND_FACTOR, "login.authenticator")
+    if Method.SMS in methods:
+        flow.method = Method.SMS
+        services().flows.advance(flow, Step.SECOND_FACTOR)
+        return _send_sms(flow, user)
+    if user.mfa_required:
+        # J3: an account that must have two-step verification enrols it now.
+        services().flows.advance(flow, Step.TOTP)
+        return redirect(url_for("activation.authenticator", flow=flow.id))
+    return complete(flow, user, ["pwd"])
+
+
+def complete(flow: Flow, user: User, amr: list[str]) -> Response:
+    """The login is done: a fresh SSO session (a new cookie, so a planted one is
+    useless), then on to the client or the page that asked for the login."""
+    svc = services()
+    previous = current_sso()
+    if previous is not None:
+        svc.sessions.revoke(previous)
+    acr = ACR_TWO_FACTORS if "mfa" in amr else ACR_ONE_FACTOR
+    cookie, sso = svc.sessions.create(
+        user.id, amr=amr, acr=acr, auth_time=flow.auth_time or clock.now()
+    )
+    g.sso = sso
+    flow.amr = amr
+    svc.audit.record(
+        get_session(),
+        "login.succeeded",
+        origin(),
+        subject_id=user.id,
+        client_id=flow.client_id,
+        amr=amr,
+    )
+    if flow.params:
+        response = make_response(continue_flow(flow))
+    else:
+        svc.flows.finish(flow)
+        response = make_response(redirect(flow.return_to or url_for("login.account")))
     return set_sso_cookie(response, cookie)
+
+
+# -- second factor ----------------------------------------------------------------
+def _code_failed(flow: Flow, user: User, method: str) -> str | None:
+    """Count a wrong code; returns the message to show."""
+    svc = services()
+    svc.audit.record(
+        get_session(),
+        "login.failed",
+        origin(),
+        subject_id=user.id,
+        client_id=flow.client_id,
+        reason=method,
+    )
+    locked_for = svc.lockout.failure(user.email)
+    if locked_for:
+        svc.audit.record(
+            get_session(), "account.locked", origin(), subject_id=user.id, seconds=locked_for
+        )
+        return _wait_message(locked_for)
+    return None
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def authenticator() -> Any:
+    """ "Find koden i din Authenticator app"."""
+    try:
+        flow = _load(Step.SECOND_FACTOR)
+        user = _user(flow)
+    except FlowError:
+        return restart_page()
+    if request.method == "GET":
+        return _render("totp", flow)
+    try:
+        services().lockout.check(user.email)
+    except AccountLockedError as error:
+        return _render("totp", flow, 429, error=_wait_message(error.resets_in))
+    try:
+        services().factors.verify_totp(get_session(), user.id, request.form.get("code", ""))
+    except totp.CodeReusedError:
+        message = _code_failed(flow, user, "totp")
+        return _render(
+            "totp",
+            flow,
+            400,
+            error=message or _("This code was already used. Wait for the next one."),
+        )
+    except totp.InvalidCodeError:
+        message = _code_failed(flow, user, "totp")
+        return _render("totp", flow, 400, error=message or _("The code is not correct. Try again."))
+    services().lockout.success(user.email)
+    return complete(flow, user, ["pwd", "otp", "mfa"])
+
+
+@bp.get("/login/methods")
+def methods() -> Any:
+    """ "Prøv en anden måde": only the methods this user has enrolled."""
+    try:
+        flow = _load(Step.SECOND_FACTOR)
+        user = _user(flow)
+    except FlowError:
+        return restart_page()
+    enrolled = services().factors.methods(get_session(), user)
+    return _render("methods", flow, methods=enrolled, phone_end=_phone_end(user))
+
+
+def _phone_end(user: User) -> str:
+    """The last three digits of the user's number ("der slutter med 160")."""
+    return sms.mask_phone(user.phone_number)[-3:] if user.phone_number else ""
+
+
+def _sms_text(code: str, reference: str) -> str:
+    return _(
+        "Your verification code is %(code)s. Reference number: %(reference)s",
+        code=code,
+        reference=reference,
+    )
+
+
+def _send_sms(flow: Flow, user: User) -> Any:
+    try:
+        challenge = services().sms.send(
+            user.phone_number or "", request.remote_addr or "-", _sms_text
+        )
+    except (TooManyAttemptsError, sms.ResendTooSoonError) as error:
+        if flow.sms_challenge_id and flow.method == Method.SMS:
+            return _render(
+                "sms", flow, 429, phone_end=_phone_end(user), error=_wait_message(error.resets_in)
+            )
+        return too_many_attempts_page(error.resets_in)
+    except sms.SmsDeliveryError:
+        return _render(
+            "methods",
+            flow,
+            503,
+            methods=services().factors.methods(get_session(), user),
+            phone_end=_phone_end(user),
+            error=_(
+                "We could not send the SMS right now. Try again in a moment, or choose another way."
+            ),
+        )
+    flow.method = Method.SMS
+    flow.sms_challenge_id = challenge.id
+    flow.sms_reference = challenge.reference
+    services().flows.save(flow)
+    return redirect(url_for("login.sms_code", flow=flow.id))
+
+
+@bp.post("/login/sms/send")
+def sms_send() -> Any:
+    try:
+        flow = _load(Step.SECOND_FACTOR)
+        user = _user(flow)
+    except FlowError:
+        return restart_page()
+    if not (user.phone_number and user.phone_number_verified):
+        return restart_page()
+    return _send_sms(flow, user)
+
+
+@bp.route("/login/sms", methods=["GET", "POST"])
+def sms_code() -> Any:
+    try:
+        flow = _load(Step.SECOND_FACTOR)
+        user = _user(flow)
+    except FlowError:
+        return restart_page()
+    if not flow.sms_challenge_id:
+        return redirect(url_for("login.methods", flow=flow.id))
+    context = {"phone_end": _phone_end(user)}
+    if request.method == "GET":
+        return _render("sms", flow, **context)
+    try:
+        services().lockout.check(user.email)
+        services().sms.verify(flow.sms_challenge_id, request.form.get("code", ""))
+    except AccountLockedError as error:
+        return _render("sms", flow, 429, error=_wait_message(error.resets_in), **context)
+    except sms.WrongCodeError as error:
+        message = _code_failed(flow, user, "sms") or _(
+            "The code is not correct. %(left)d attempts left.", left=error.attempts_left
+        )
+        return _render("sms", flow, 400, error=message, **context)
+    except (sms.ChallengeLockedError, sms.ChallengeExpiredError):
+        _code_failed(flow, user, "sms")
+        flow.sms_challenge_id = None
+        services().flows.save(flow)
+        return _render(
+            "sms",
+            flow,
+            400,
+            expired=True,
+            error=_("The code has expired or was typed wrong too many times. Send a new one."),
+            **context,
+        )
+    services().lockout.success(user.email)
+    return complete(flow, user, ["pwd", "sms", "mfa"])
+
+
+@bp.route("/login/emergency", methods=["GET", "POST"])
+def emergency() -> Any:
+    """The one-time emergency code: accepted once, in any case, with or without dashes."""
+    try:
+        flow = _load(Step.SECOND_FACTOR)
+        user = _user(flow)
+    except FlowError:
+        return restart_page()
+    if request.method == "GET":
+        return _render("emergency", flow)
+    svc = services()
+    try:
+        svc.lockout.check(user.email)
+    except AccountLockedError as error:
+        return _render("emergency", flow, 429, error=_wait_message(error.resets_in))
+    if not svc.factors.use_recovery_code(get_session(), user.id, request.form.get("code", "")):
+        message = _code_failed(flow, user, "emergency_code")
+        return _render(
+            "emergency", flow, 400, error=message or _("The emergency code is not correct.")
+        )
+    svc.lockout.success(user.email)
+    svc.audit.record(
+        get_session(), "emergency_code.used", origin(), subject_id=user.id, client_id=flow.client_id
+    )
+    send_email("emergency_code_used", user)
+    flow.amr = ["pwd", "otp", "mfa"]
+    return _go(flow, Step.NEW_RECOVERY, "login.new_emergency_code")
+
+
+@bp.route("/login/emergency/new", methods=["GET", "POST"])
+def new_emergency_code() -> Any:
+    """After an emergency code: the user saves a new one, or turns two-step
+    verification off (and, if the account requires it, sets it up again)."""
+    try:
+        flow = _load(Step.NEW_RECOVERY)
+        user = _user(flow)
+    except FlowError:
+        return restart_page()
+    svc = services()
+    if flow.recovery_code is None:
+        flow.recovery_code = svc.secret_box.encrypt(recovery.generate_code())
+        svc.flows.save(flow)
+    code = svc.secret_box.decrypt(flow.recovery_code)
+    if request.method == "GET":
+        return _render("new_emergency", flow, code=code)
+    session = get_session()
+    if request.form.get("action") == "disable":
+        svc.factors.remove_all(session, user.id)
+        svc.audit.record(session, "mfa.disabled", origin(), subject_id=user.id, actor_id=user.id)
+        send_email("mfa_disabled", user)
+        flow.recovery_code = None
+        if user.mfa_required:
+            flow.amr = ["pwd"]
+            svc.flows.advance(flow, Step.TOTP)
+            return redirect(url_for("activation.authenticator", flow=flow.id))
+        return complete(flow, user, ["pwd"])
+    if request.form.get("saved") != "yes":
+        return _render(
+            "new_emergency",
+            flow,
+            400,
+            code=code,
+            error=_("Tick the box to confirm that you have saved the code."),
+        )
+    svc.factors.save_recovery_code(session, user.id, code)
+    flow.recovery_code = None
+    return complete(flow, user, ["pwd", "otp", "mfa"])
+
+
+# -- forgotten password ----------------------------------------------------------------
+@bp.route("/login/forgot", methods=["GET", "POST"])
+def forgot() -> Any:
+    """ "Har du glemt din adgangskode?": a reset link by e-mail. The answer is
+    the same whether or not the address has an account."""
+    flow = None
+    with contextlib.suppress(FlowError):
+        flow = _load(Step.LOGIN, Step.IDENTIFY)
+    hours = services().settings.action_link_seconds // 3600
+    if request.method == "GET":
+        return _render("forgot", flow, email=(flow.email if flow else "") or "", hours=hours)
+    svc = services()
+    email = normalize_email(request.form.get("email", ""))
+    try:
+        svc.limiter.hit("reset-ip", request.remote_addr or "-", limit=10, window_seconds=3600)
+        if email:
+            svc.limiter.hit("reset-email", email, limit=3, window_seconds=3600)
+    except TooManyAttemptsError as error:
+        return too_many_attempts_page(error.resets_in)
+    user = svc.accounts.find(email) if "@" in email else None
+    if user is not None and user.is_active:
+        session = get_session()
+        client_id = flow.client_id if flow and flow.client_id else None
+        token = svc.actions.issue(session, user.id, PASSWORD_RESET, client_id)
+        send_email(
+            "password_reset",
+            user,
+            link=f"{svc.settings.issuer}/reset/{token}",
+            hours=hours,
+        )
+        svc.audit.record(session, "password.reset_requested", origin(), subject_id=user.id)
+    return _render("forgot_sent", flow, hours=hours)
+
+
+@bp.get("/reset/<token>")
+def reset_start(token: str) -> Any:
+    try:
+        row = services().actions.peek(get_session(), token, PASSWORD_RESET)
+    except ActionTokenError:
+        return _render("reset_invalid", None, 400)
+    flow = services().flows.start(
+        {},
+        browser_id(),
+        Step.RESET,
+        kind=Kind.RESET,
+        user_id=row.user_id,
+        client_hint=row.client_id,
+        token_hash=row.token_hash,
+    )
+    return redirect(url_for("login.reset", flow=flow.id))
+
+
+@bp.route("/reset/password", methods=["GET", "POST"])
+def reset() -> Any:
+    try:
+        flow = services().flows.require(request.args.get("flow"), browser_id(), Step.RESET)
+        if flow.kind != Kind.RESET or not flow.token_hash:
+            raise FlowError("not a reset")
+        user = _user(flow)
+    except FlowError:
+        return restart_page()
+    if request.method == "GET":
+        return _render("reset", flow)
+    svc = services()
+    new = request.form.get("password", "")
+    errors = password_policy_messages(svc.password_policy.check(new, user.email))
+    if new != request.form.get("confirm", ""):
+        errors.append(_("The two passwords are not the same."))
+    if errors:
+        return _render("reset", flow, 400, errors=errors)
+    session = get_session()
+    try:
+        svc.actions.consume(session, flow.token_hash)
+    except ActionTokenError:
+        svc.flows.finish(flow)
+        return _render("reset_invalid", None, 400)
+    user = session.merge(user)
+    user.password_hash = svc.accounts.passwords.hash(new)
+    session.commit()
+    # Whoever knew the old password is logged out everywhere.
+    svc.sessions.revoke_user(user.id)
+    svc.tokens.revoke_user_grants(session, user.id)
+    svc.audit.record(
+        session, "password.changed", origin(), subject_id=user.id, actor_id=user.id, via="reset"
+    )
+    send_email("password_changed", user)
+    svc.flows.finish(flow)
+    client = svc.clients.get(flow.client_hint or svc.settings.default_client_id)
+    target = (
+        client.initiate_login_uri
+        if client and client.initiate_login_uri
+        else url_for("login.account")
+    )
+    response = make_response(_render("reset_done", None, target=target))
+    return set_sso_cookie(response, None)
+
+
+# -- the IdP's own account page ------------------------------------------------------------
+@bp.get("/account")
+def account() -> Any:
+    sso = current_sso()
+    user = get_session().get(User, sso.user_id) if sso else None
+    if sso is None or user is None:
+        flow = services().flows.start(
+            {}, browser_id(), Step.IDENTIFY, return_to=url_for("login.account")
+        )
+        return redirect(url_for("login.identify", flow=flow.id))
+    enrolled = services().factors.methods(get_session(), user)
+    names = {
+        Method.TOTP: _("Authenticator app"),
+        Method.SMS: _("SMS"),
+        Method.RECOVERY: _("Emergency code"),
+    }
+    return render_template(
+        "account/index.html", user=user, methods=enrolled, method_names=names, sso=sso
+    )
 
 
 @bp.post("/logout")
@@ -105,5 +594,8 @@ def logout() -> Any:
     sso = current_sso()
     if sso is not None:
         services().sessions.revoke(sso)
-    response = make_response(redirect("/"))
+        services().audit.record(
+            get_session(), "logout", origin(), subject_id=sso.user_id, actor_id=sso.user_id
+        )
+    response = make_response(render_template("account/logged_out.html"))
     return set_sso_cookie(response, None)

@@ -103,7 +103,8 @@ def test_j2_existing_account_with_factors_only_sets_a_password(page: Page, live_
     services = live_server.extensions["idp"]
     with live_server.app_context():
         user = services.accounts.create(EMAIL, UserProfile(name="Kim Kimsen", given_name="Kim"))
-        services.factors.save_totp(get_session(), user.id, pyotp.random_base32(), 0)
+        secret = pyotp.random_base32()
+        services.factors.save_totp(get_session(), user.id, secret, 0)
 
     page.goto(_invite(live_server))
     page.get_by_label("Ny adgangskode").fill("Solsikke#Have42")
@@ -113,10 +114,13 @@ def test_j2_existing_account_with_factors_only_sets_a_password(page: Page, live_
     page.get_by_role("button", name="Næste").click()
 
     # Nothing was enrolled again; the portal asks for a normal login.
-    expect(page.get_by_label("E-mailadresse")).to_be_visible()
-    page.get_by_label("E-mailadresse").fill(EMAIL)
-    page.get_by_label("Adgangskode").fill("Solsikke#Have42")
+    page.get_by_label("E-mailadresse", exact=True).fill(EMAIL)
+    page.get_by_role("button", name="Næste").click()
+    page.get_by_label("Adgangskode", exact=True).fill("Solsikke#Have42")
     page.get_by_role("button", name="Log ind").click()
+    expect(page.get_by_text("Find koden i din Authenticator app")).to_be_visible()
+    page.get_by_label("Indtast din sikkerhedskode").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Kontrollér").click()
     expect(page.get_by_text("Velkommen Kim")).to_be_visible()
     with live_server.app_context():
         from idp.models import TotpCredential

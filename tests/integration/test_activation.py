@@ -15,7 +15,10 @@ from tests.factories import Pkce
 from tests.flows import authorize
 from tests.flows import authorize_params
 from tests.flows import csrf_token
+from tests.flows import follow
+from tests.flows import form_post
 from tests.flows import query
+from tests.flows import totp_key
 
 PORTAL_LOGIN = "http://localhost:8000/login"
 GOOD_PASSWORD = "Solsikke#Have42"
@@ -78,23 +81,6 @@ def start(client, link):  # type: ignore[no-untyped-def]
     response = client.get(path(link))
     assert response.status_code == HTTPStatus.FOUND
     return client.get(response.location)
-
-
-def form_post(client, page, data):  # type: ignore[no-untyped-def]
-    html = page.get_data(as_text=True)
-    action = re.search(r'<form method="post" action="([^"]+)"', html).group(1).replace("&amp;", "&")
-    return client.post(action, data={"csrf_token": csrf_token(page), **data})
-
-
-def follow(client, response):  # type: ignore[no-untyped-def]
-    assert response.status_code == HTTPStatus.FOUND, response.get_data(as_text=True)
-    return client.get(response.location)
-
-
-def totp_key(page) -> str:  # type: ignore[no-untyped-def]
-    return (
-        re.search(r'id="totp-key">([^<]+)<', page.get_data(as_text=True)).group(1).replace(" ", "")
-    )
 
 
 def enrol_to_sms_step(client, link):  # type: ignore[no-untyped-def]

@@ -123,9 +123,9 @@ def test_ui_locales_chooses_the_language_of_the_login_page(client, rp):
         ).location
     )
     assert '<html lang="da">' in danish.get_data(as_text=True)
-    assert "Adgangskode" in danish.get_data(as_text=True)
+    assert "E-mailadresse" in danish.get_data(as_text=True)
     assert '<html lang="en">' in english.get_data(as_text=True)
-    assert "Password" in english.get_data(as_text=True)
+    assert "E-mail address" in english.get_data(as_text=True)
 
 
 def test_wrong_password_gets_the_same_answer_as_an_unknown_email(client, rp, user):

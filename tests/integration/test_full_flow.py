@@ -3,9 +3,7 @@ independent client (Authlib's requests client) the way a relying party does."""
 
 from __future__ import annotations
 
-import re
 from http import HTTPStatus
-from urllib.parse import urljoin
 
 import requests
 from authlib.common.security import generate_token
@@ -14,9 +12,9 @@ from joserfc import jwk
 from joserfc import jwt
 from joserfc.jwt import JWTClaimsRegistry
 
-from tests.factories import PASSWORD
 from tests.factories import REDIRECT_URI
 from tests.factories import Factory
+from tests.flows import http_login
 
 
 def test_code_flow_with_pkce_from_discovery_to_introspection(live_server):
@@ -47,14 +45,7 @@ def test_code_flow_with_pkce_from_discovery_to_introspection(live_server):
     browser = requests.Session()
     login_page = browser.get(url, timeout=5)
     assert login_page.status_code == HTTPStatus.OK
-    form_action = re.search(r'<form method="post" action="([^"]+)"', login_page.text).group(1)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login_page.text).group(1)
-    answer = browser.post(
-        urljoin(login_page.url, form_action.replace("&amp;", "&")),
-        data={"email": user.email, "password": PASSWORD, "csrf_token": csrf},
-        allow_redirects=False,
-        timeout=5,
-    )
+    answer = http_login(browser, login_page, user.email, allow_redirects=False)
     assert answer.status_code == HTTPStatus.FOUND
     callback = answer.headers["Location"]
     assert callback.startswith(REDIRECT_URI)

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from http import HTTPStatus
-from urllib.parse import urljoin
 
 import requests
 
-from tests.factories import PASSWORD
 from tests.factories import Factory
+from tests.flows import http_login
 
 
 def _log_in(browser: requests.Session, portal: str, email: str) -> requests.Response:
     login_page = browser.get(portal + "/login", timeout=10)
     assert login_page.status_code == HTTPStatus.OK
     assert "Customer Portal" in login_page.text  # the client's display name
-    action = re.search(r'<form method="post" action="([^"]+)"', login_page.text).group(1)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login_page.text).group(1)
-    return browser.post(
-        urljoin(login_page.url, action.replace("&amp;", "&")),
-        data={"email": email, "password": PASSWORD, "csrf_token": csrf},
-        timeout=10,
-    )
+    return http_login(browser, login_page, email)
 
 
 def test_user_logs_into_the_portal_and_sees_their_claims(live_server, portal):

@@ -1,0 +1,570 @@
+"""Logging in (journey J3), driven as a browser would: e-mail first, password,
+second factor, "Prøv en anden måde", forgotten password, lockout, sessions."""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+import pytest
+from joserfc import jwt
+
+from idp import clock
+from tests.factories import PASSWORD
+from tests.factories import REDIRECT_URI
+from tests.factories import Pkce
+from tests.flows import authorize
+from tests.flows import authorize_params
+from tests.flows import csrf_token
+from tests.flows import exchange
+from tests.flows import follow
+from tests.flows import form_post
+from tests.flows import login_for_code
+from tests.flows import query
+from tests.flows import submit_email
+from tests.flows import submit_login
+from tests.flows import totp_key
+
+PHONE = "+4520123160"
+NEW_PASSWORD = "Solsikke#Have42"
+
+
+@pytest.fixture
+def rp(factory):  # type: ignore[no-untyped-def]
+    return factory.client(
+        "portal", display_name="Customer Portal", initiate_login_uri="http://localhost:8000/login"
+    )
+
+
+@pytest.fixture
+def user(factory):  # type: ignore[no-untyped-def]
+    """An account with a password; tests give it second factors as they need."""
+    return factory.user("kim@example.com")
+
+
+@pytest.fixture
+def strict_user(factory):  # type: ignore[no-untyped-def]
+    """An account that must have two-step verification."""
+    return factory.user("kim@example.com", mfa_required=True)
+
+
+def text(response) -> str:  # type: ignore[no-untyped-def]
+    return response.get_data(as_text=True)
+
+
+def start(client, **extra: str) -> str:  # type: ignore[no-untyped-def]
+    """An authorization request of the portal; returns the e-mail page's URL."""
+    response = authorize(client, authorize_params("portal", Pkce.new(), **extra))
+    assert response.location.startswith("/login?flow="), response.location
+    return response.location
+
+
+def password_step(client, email: str = "kim@example.com", password: str = PASSWORD):  # type: ignore[no-untyped-def]
+    return submit_login(client, start(client, prompt="login"), email, password)
+
+
+def sms_messages(app, to: str = PHONE) -> list[str]:  # type: ignore[no-untyped-def]
+    return [m.text for m in app.extensions["idp"].sms_sender.messages() if m.to == to]
+
+
+def mails(app, to: str = "kim@example.com"):  # type: ignore[no-untyped-def]
+    return [m for m in app.extensions["idp"].mailer.messages() if m.to == to]
+
+
+def audit_events(app, event: str) -> list:  # type: ignore[no-untyped-def,type-arg]
+    from idp.db import get_session
+
+    with app.app_context():
+        return app.extensions["idp"].audit.recent(get_session(), event=event)
+
+
+def normalized(response) -> str:  # type: ignore[no-untyped-def]
+    """The page without what differs by design between two requests."""
+    page = re.sub(r"flow(=|%3D)[\w-]+", "flow=F", text(response))
+    page = re.sub(r'name="csrf_token" value="[^"]+"', "", page)
+    return re.sub(r"[\w.]+@example\.com", "EMAIL", page)
+
+
+# -- e-mail first ------------------------------------------------------------------------
+class TestIdentify:
+    def test_first_screen_has_the_email_field_remember_box_and_passkey_link(self, client, rp):
+        page = text(client.get(start(client)))
+        assert "E-mailadresse" in page
+        assert "Gem min e-mailadresse til næste gang" in page
+        assert "Anbefales ikke til offentlige eller delte computere." in page
+        assert "Log ind med sikkerhedsnøgle eller biometri" in page
+        assert ">Næste<" in page
+        assert 'type="password"' not in page
+
+    def test_remembered_email_is_a_long_lived_cookie_that_prefills_the_next_login(
+        self, client, rp, user
+    ):
+        location = start(client)
+        page = client.get(location)
+        answer = client.post(
+            location,
+            data={"email": "Kim@Example.com", "remember": "yes", "csrf_token": csrf_token(page)},
+        )
+        cookie = answer.headers["Set-Cookie"]
+        assert cookie.startswith("idp_email=kim@example.com;")
+        assert "Max-Age=31536000" in cookie
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+        again = text(client.get(start(client)))
+        assert 'value="kim@example.com"' in again
+        assert 'name="remember" value="yes" checked' in again
+
+    def test_back_arrow_forgets_the_remembered_email(self, client, rp, user):
+        location = submit_email(client, start(client), user.email, remember="yes")
+        page = client.get(location)
+        back = client.post(location, data={"action": "back", "csrf_token": csrf_token(page)})
+        assert back.status_code == HTTPStatus.FOUND
+        assert back.location.startswith("/login?flow=")
+        assert re.search(r"idp_email=; Expires=Thu, 01 Jan 1970", back.headers["Set-Cookie"])
+        assert 'value="kim@example.com"' not in text(client.get(start(client)))
+
+    def test_login_without_the_box_forgets_a_remembered_email(self, client, rp, user):
+        submit_email(client, start(client), user.email, remember="yes")
+        location = start(client)
+        page = client.get(location)
+        answer = client.post(location, data={"email": user.email, "csrf_token": csrf_token(page)})
+        assert "idp_email=;" in answer.headers["Set-Cookie"]
+
+    def test_invalid_email_is_refused_with_a_message(self, client, rp):
+        location = start(client)
+        page = client.get(location)
+        answer = client.post(location, data={"email": "kim", "csrf_token": csrf_token(page)})
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        assert "Indtast en gyldig e-mailadresse." in text(answer)
+
+    def test_passkey_link_does_not_dead_end(self, client, rp):
+        location = start(client)
+        page = client.get(location.replace("/login?", "/login/passkey?"))
+        assert page.status_code == HTTPStatus.OK
+        assert "Tilbage til login" in text(page)
+
+
+# -- password --------------------------------------------------------------------------------
+class TestPassword:
+    def test_password_screen_shows_the_email_back_arrow_eye_and_forgot_link(self, client, rp, user):
+        page = text(client.get(submit_email(client, start(client), user.email)))
+        assert '<span id="login-email">kim@example.com</span>' in page
+        assert 'name="action" value="back"' in page
+        assert 'data-reveal="password"' in page
+        assert "Vis adgangskode" in page
+        assert "Har du glemt din adgangskode?" in page
+        assert "/static/idp.js" in page
+
+    def test_eye_script_is_served_from_our_origin(self, client):
+        with client.get("/static/idp.js") as script:
+            assert script.status_code == HTTPStatus.OK
+            assert "data-reveal" in text(script)
+
+    def test_unknown_email_gets_the_identical_page_and_the_same_work(
+        self, app, client, rp, user, monkeypatch
+    ):
+        hasher = app.extensions["idp"].accounts.passwords
+        verified = []
+        original = hasher.verify
+        monkeypatch.setattr(
+            hasher, "verify", lambda stored, pw: verified.append(stored) or original(stored, pw)
+        )
+        wrong = password_step(client, user.email, "Wrong-password-1")
+        unknown = password_step(client, "nobody@example.com", "Wrong-password-1")
+        assert wrong.status_code == unknown.status_code == HTTPStatus.BAD_REQUEST
+        assert normalized(wrong) == normalized(unknown)
+        assert "E-mailadressen eller adgangskoden er forkert." in text(unknown)
+        # One argon2 verification each: against the real hash, and against a dummy.
+        assert len(verified) == 2
+        assert verified[0].startswith("$argon2id$")
+
+    def test_password_screen_cannot_be_opened_before_the_email(self, client, rp):
+        location = start(client).replace("/login?", "/login/password?")
+        response = client.get(location)
+        assert response.status_code == HTTPStatus.BAD_REQUEST
+        assert "Start venligst forfra" in text(response)
+
+    def test_failures_and_success_are_audited(self, app, client, rp, user):
+        password_step(client, user.email, "Wrong-password-1")
+        password_step(client, "nobody@example.com", "Wrong-password-1")
+        failed = audit_events(app, "login.failed")
+        assert [(e.subject_id, e.details["reason"]) for e in failed] == [
+            (None, "password"),
+            (user.id, "password"),
+        ]
+        assert failed[0].ip == "127.0.0.1"
+        assert "Wrong-password-1" not in repr([e.details for e in failed])
+        password_step(client, user.email)  # no factors, not required: in at once
+        (succeeded,) = audit_events(app, "login.succeeded")
+        assert succeeded.subject_id == user.id
+        assert succeeded.client_id == "portal"
+
+
+# -- second factor -----------------------------------------------------------------------------
+class TestAuthenticatorApp:
+    def test_login_with_totp_gives_amr_acr_and_auth_time(self, app, client, rp, user, factory):
+        enrolment = factory.enrol(user)
+        pkce = Pkce.new()
+        response = authorize(client, authorize_params("portal", pkce))
+        response = submit_login(client, response.location, user.email)
+        assert response.location.startswith("/login/code?flow=")
+        page = client.get(response.location)
+        assert "Find koden i din Authenticator app." in text(page)
+        assert "Prøv en anden måde" in text(page)
+        before = clock.now()
+        answer = form_post(client, page, {"code": enrolment.totp_code()})
+        assert answer.location.startswith(REDIRECT_URI)
+        code = query(answer.location)["code"]
+        tokens = exchange(client, "portal", rp[1], code, pkce).get_json()
+        claims = jwt.decode(tokens["id_token"], app.extensions["idp"].keyring.keyset).claims
+        assert claims["amr"] == ["pwd", "otp", "mfa"]
+        assert claims["acr"] == "2fa"
+        assert before - 5 <= claims["auth_time"] <= clock.now()
+
+    def test_a_totp_code_cannot_be_used_twice(self, app, client, rp, user, factory):
+        enrolment = factory.enrol(user)
+        code = enrolment.totp_code()
+        page = follow(client, password_step(client))
+        assert form_post(client, page, {"code": code}).location.startswith(REDIRECT_URI)
+        other = app.test_client()
+        page = follow(other, password_step(other))
+        replay = form_post(other, page, {"code": code})
+        assert replay.status_code == HTTPStatus.BAD_REQUEST
+        assert "Denne kode er allerede brugt" in text(replay)
+
+    def test_wrong_code_is_refused(self, client, rp, user, factory):
+        factory.enrol(user)
+        page = follow(client, password_step(client))
+        answer = form_post(client, page, {"code": "000000"})
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        assert "Koden er ikke korrekt" in text(answer)
+
+    def test_second_factor_screens_cannot_be_reached_without_the_password(
+        self, client, rp, user, factory
+    ):
+        enrolment = factory.enrol(user, phone=PHONE)
+        location = submit_email(client, start(client), user.email)  # e-mail typed, no password
+        for path in ("/login/code", "/login/methods", "/login/sms", "/login/emergency"):
+            url = location.replace("/login/password?", path + "?")
+            assert client.get(url).status_code == HTTPStatus.BAD_REQUEST, path
+        for path in ("/login/code", "/login/sms", "/login/emergency", "/login/emergency/new"):
+            url = location.replace("/login/password?", path + "?")
+            answer = client.post(url, data={"code": enrolment.totp_code(), "saved": "yes"})
+            assert answer.status_code == HTTPStatus.BAD_REQUEST, path
+        url = location.replace("/login/password?", "/login/sms/send?")
+        assert client.post(url).status_code == HTTPStatus.BAD_REQUEST
+
+    def test_wrong_codes_lock_the_account_with_a_clear_wait(self, app, client, rp, user, factory):
+        enrolment = factory.enrol(user)
+        page = follow(client, password_step(client))
+        for _ in range(4):
+            assert form_post(client, page, {"code": "000000"}).status_code == 400
+        locking = form_post(client, page, {"code": "000000"})
+        assert "For mange forsøg. Prøv igen om 5 minutter." in text(locking)
+        refused = form_post(client, page, {"code": enrolment.totp_code()})
+        assert refused.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        (lock,) = audit_events(app, "account.locked")
+        assert lock.subject_id == user.id
+        assert lock.details == {"seconds": 300}
+
+
+class TestTryAnotherWay:
+    def test_lists_only_enrolled_methods(self, client, rp, user, factory):
+        factory.enrol(user)  # app and emergency code, no phone
+        page = text(
+            client.get(
+                follow(client, password_step(client)).request.url.replace(
+                    "/login/code", "/login/methods"
+                )
+            )
+        )
+        assert "Find sikkerhedskoden i din Authenticator app" in page
+        assert "Brug din engangskode til nødsituationer" in page
+        assert "SMS" not in page
+
+    def test_sms_through_another_way_shows_the_reference_that_is_in_the_sms(
+        self, app, client, rp, user, factory
+    ):
+        factory.enrol(user, phone=PHONE)
+        code_page = follow(client, password_step(client))
+        methods = client.get(code_page.request.url.replace("/login/code", "/login/methods"))
+        assert (
+            "Få sikkerhedskoden sendt som en SMS til telefonnummeret, der slutter med 160"
+            in text(methods)
+        )
+        sms_page = follow(client, form_post(client, methods, {}))
+        page = text(sms_page)
+        assert (
+            "Vi har sendt en SMS med en 6-cifret bekræftelseskode til dit telefonnummer, der slutter med 160."
+            in page
+        )
+        assert "Indtast din sikkerhedskode" in page
+        assert ">Kontrollér<" in page
+        assert "Prøv en anden måde" in page
+        reference = re.search(r"Referencenummer: (\d{4})", page).group(1)
+        (sms,) = sms_messages(app)
+        assert f"Referencenummer: {reference}" in sms
+        code = re.search(r"\b(\d{6})\b", sms).group(1)
+        answer = form_post(client, sms_page, {"code": code})
+        assert answer.location.startswith(REDIRECT_URI)
+
+    def test_sms_is_sent_at_once_when_it_is_the_only_factor(self, app, client, rp, user, factory):
+        factory.enrol(user, totp=False, phone=PHONE, emergency=False)
+        response = password_step(client)
+        assert response.location.startswith("/login/sms?flow=")
+        assert len(sms_messages(app)) == 1
+
+    def test_resend_waits_for_the_cooldown(self, app, client, rp, user, factory):
+        factory.enrol(user, totp=False, phone=PHONE, emergency=False)
+        sms_page = follow(client, password_step(client))
+        resend = client.post(
+            sms_page.request.url.replace("/login/sms", "/login/sms/send"),
+            data={"csrf_token": csrf_token(sms_page)},
+        )
+        assert resend.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        assert "Prøv igen om 1 minutter" in text(resend)
+        assert len(sms_messages(app)) == 1
+
+    def test_sms_code_wrong_too_often_is_refused_even_when_right(
+        self, app, client, rp, user, factory
+    ):
+        factory.enrol(user, totp=False, phone=PHONE, emergency=False)
+        sms_page = follow(client, password_step(client))
+        code = re.search(r"\b(\d{6})\b", sms_messages(app)[0]).group(1)
+        wrong = "111111" if code != "111111" else "222222"
+        first = form_post(client, sms_page, {"code": wrong})
+        assert "4 forsøg tilbage" in text(first)
+        for _ in range(4):
+            form_post(client, sms_page, {"code": wrong})
+        # The challenge is spent: back to the choice of methods, and the
+        # account is locked for a while, so the right code no longer helps.
+        answer = form_post(client, sms_page, {"code": code})
+        assert answer.location.startswith("/login/methods?flow=")
+        failures = audit_events(app, "login.failed")
+        assert [e.details["reason"] for e in failures] == ["sms"] * 5
+        assert len(audit_events(app, "account.locked")) == 1
+
+
+class TestEmergencyCode:
+    def test_accepted_once_in_any_case_without_dashes_then_a_new_code_is_saved(
+        self, app, client, rp, user, factory
+    ):
+        enrolment = factory.enrol(user)
+        code_page = follow(client, password_step(client))
+        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        typed = enrolment.emergency_code.lower().replace("-", "")
+        new_page = follow(client, form_post(client, page, {"code": typed}))
+        new_code = re.search(r'id="emergency-code">([^<]+)<', text(new_page)).group(1)
+        assert new_code != enrolment.emergency_code
+        assert re.fullmatch(r"([A-Z2-9]{4}-){4}[A-Z2-9]{4}", new_code)
+        (mail,) = mails(app)
+        assert mail.subject == "Din engangskode til nødsituationer er blevet brugt"
+        # The box must be ticked; then the login completes.
+        assert form_post(client, new_page, {}).status_code == HTTPStatus.BAD_REQUEST
+        done = form_post(client, new_page, {"saved": "yes"})
+        assert done.location.startswith(REDIRECT_URI)
+        # The old code is spent; the new one works.
+        other = app.test_client()
+        page = other.get(
+            follow(other, password_step(other)).request.url.replace(
+                "/login/code", "/login/emergency"
+            )
+        )
+        assert form_post(other, page, {"code": enrolment.emergency_code}).status_code == 400
+        assert form_post(other, page, {"code": new_code}).status_code == HTTPStatus.FOUND
+
+    def test_turns_two_step_verification_off_and_enrols_again_when_required(
+        self, app, client, rp, strict_user, factory
+    ):
+        user = strict_user
+        enrolment = factory.enrol(user, phone=PHONE)
+        code_page = follow(client, password_step(client))
+        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        new_page = follow(client, form_post(client, page, {"code": enrolment.emergency_code}))
+        off = client.post(
+            new_page.request.url,
+            data={"action": "disable", "csrf_token": csrf_token(new_page)},
+        )
+        assert off.location.startswith("/activate/totp?flow=")
+        with app.app_context():
+            from idp.db import get_session
+            from idp.models import User
+
+            row = get_session().get(User, user.id)
+            assert app.extensions["idp"].factors.methods(get_session(), row) == []
+            assert not row.phone_number_verified  # no longer used for codes
+        assert [m.subject for m in mails(app)][:1] == ["Totrinsbekræftelse slået fra"]
+        (event,) = audit_events(app, "mfa.disabled")
+        assert event.subject_id == user.id
+
+    def test_turning_off_logs_in_with_the_password_when_not_required(
+        self, app, client, rp, factory
+    ):
+        user = factory.user("ann@example.com", mfa_required=False)
+        enrolment = factory.enrol(user)
+        code_page = follow(client, password_step(client, "ann@example.com"))
+        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        new_page = follow(client, form_post(client, page, {"code": enrolment.emergency_code}))
+        off = client.post(
+            new_page.request.url, data={"action": "disable", "csrf_token": csrf_token(new_page)}
+        )
+        assert off.location.startswith(REDIRECT_URI)
+
+    def test_wrong_emergency_code_is_refused(self, client, rp, user, factory):
+        factory.enrol(user)
+        code_page = follow(client, password_step(client))
+        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        answer = form_post(client, page, {"code": "AAAA-BBBB-CCCC-DDDD-EEEE"})
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        assert "Engangskoden til nødsituationer er ikke korrekt." in text(answer)
+
+
+# -- enrolment before the code -------------------------------------------------------------------
+def test_required_two_step_verification_is_enrolled_before_the_client_gets_a_code(
+    client, rp, strict_user
+):
+    response = password_step(client)
+    assert response.location.startswith("/activate/totp?flow=")
+    page = follow(client, response)
+    import pyotp
+
+    page = follow(client, form_post(client, page, {"code": pyotp.TOTP(totp_key(page)).now()}))
+    page = follow(client, form_post(client, page, {"action": "skip"}))  # no SMS
+    page = follow(client, form_post(client, page, {"saved": "yes"}))
+    assert "Totrinsbekræftelse aktiveret" in text(page)
+    done = form_post(client, page, {})
+    assert done.location.startswith(REDIRECT_URI)
+    assert "code" in query(done.location)
+
+
+# -- forgotten password ------------------------------------------------------------------------------
+class TestForgottenPassword:
+    def _request_link(self, app, client, email: str = "kim@example.com") -> str:  # type: ignore[no-untyped-def]
+        location = submit_email(client, start(client), email)
+        page = client.get(location)
+        forgot = client.get(
+            re.search(r'id="forgot" href="([^"]+)"', text(page)).group(1).replace("&amp;", "&")
+        )
+        assert "Har du glemt din adgangskode?" in text(forgot)
+        assert f'value="{email}"' in text(forgot)
+        sent = form_post(client, forgot, {"email": email})
+        assert "Tjek din e-mail" in text(sent)
+        links = [link for m in mails(app, email) for link in m.links() if "/reset/" in link]
+        return links[0].removeprefix("http://localhost") if links else ""
+
+    def test_reset_end_to_end_revokes_sessions_and_grants_but_keeps_the_second_factor(
+        self, app, client, rp, user, factory
+    ):
+        enrolment = factory.enrol(user)
+        # Another browser is logged in and its client holds a refresh token.
+        other = app.test_client()
+        pkce = Pkce.new()
+        page = follow(
+            other,
+            submit_login(
+                other, authorize(other, authorize_params("portal", pkce)).location, user.email
+            ),
+        )
+        params = query(form_post(other, page, {"code": enrolment.totp_code()}).location)
+        refresh = exchange(other, "portal", rp[1], params["code"], pkce).get_json()["refresh_token"]
+
+        link = self._request_link(app, client)
+        (mail,) = mails(app)
+        assert mail.subject == "Angiv en ny adgangskode"
+        assert "24 timer" in mail.text
+        form = follow(client, client.get(link))
+        assert "Vælg en ny adgangskode" in text(form)
+        weak = form_post(client, form, {"password": "kort", "confirm": "kort"})
+        assert weak.status_code == HTTPStatus.BAD_REQUEST
+        assert "mindst 8 tegn" in text(weak)
+        done = form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert done.status_code == HTTPStatus.OK
+        assert "Din adgangskode er blevet ændret" in text(done)
+        assert 'href="http://localhost:8000/login"' in text(done)
+        assert mails(app)[0].subject == "Din adgangskode er blevet ændret"
+
+        # The other browser is logged out and the refresh token is dead.
+        silent = authorize(other, authorize_params("portal", Pkce.new(), prompt="none"))
+        assert query(silent.location)["error"] == "login_required"
+        refreshed = other.post(
+            "/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh},
+            auth=("portal", rp[1]),
+        )
+        assert refreshed.get_json()["error"] == "invalid_grant"
+        # The old password no longer works; the new one still needs the app.
+        assert password_step(client).status_code == HTTPStatus.BAD_REQUEST
+        assert password_step(client, password=NEW_PASSWORD).location.startswith("/login/code")
+        assert [e.details["via"] for e in audit_events(app, "password.changed")] == ["reset"]
+
+    def test_a_used_reset_link_is_refused(self, app, client, rp, user):
+        link = self._request_link(app, client)
+        form = follow(client, client.get(link))
+        form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        again = client.get(link)
+        assert again.status_code == HTTPStatus.BAD_REQUEST
+        assert "Dette link kan ikke bruges" in text(again)
+
+    def test_an_expired_reset_link_is_refused(self, app, client, rp, user, monkeypatch):
+        link = self._request_link(app, client)
+        later = clock.now() + 24 * 3600 + 1
+        monkeypatch.setattr(clock, "now", lambda: later)
+        assert "Dette link kan ikke bruges" in text(client.get(link))
+
+    def test_unknown_address_gets_the_same_answer_and_no_mail(self, app, client, rp):
+        assert self._request_link(app, client, "nobody@example.com") == ""
+        assert app.extensions["idp"].mailer.messages() == []
+
+    def test_reset_requests_are_limited_per_address(self, app, client, rp, user):
+        for _ in range(3):
+            self._request_link(app, client)
+        page = client.get("/login/forgot")
+        answer = form_post(client, page, {"email": user.email})
+        assert answer.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        assert len(mails(app)) == 3
+
+
+# -- sessions ---------------------------------------------------------------------------------------
+class TestSessions:
+    def test_second_client_is_answered_without_a_prompt(self, client, rp, user, factory):
+        factory.client("shop", display_name="Webshop")
+        login_for_code(client, "portal", user.email, Pkce.new())
+        response = authorize(client, authorize_params("shop", Pkce.new()))
+        assert response.location.startswith(REDIRECT_URI)
+        assert "code" in query(response.location)
+
+    def test_login_sets_a_new_http_only_lax_session_cookie_and_ends_the_old_session(
+        self, app, client, rp, user
+    ):
+        first = password_step(client)
+        old = re.search(r"idp_session=([^;]+)", first.headers["Set-Cookie"]).group(1)
+        second = password_step(client)
+        cookie = second.headers["Set-Cookie"]
+        new = re.search(r"idp_session=([^;]+)", cookie).group(1)
+        assert new != old
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+        assert app.extensions["idp"].sessions.get(old) is None
+        assert app.extensions["idp"].sessions.get(new) is not None
+
+    def test_idle_session_needs_a_new_login(self, client, rp, user, monkeypatch):
+        login_for_code(client, "portal", user.email, Pkce.new())
+        later = clock.now() + 8 * 3600 + 1
+        monkeypatch.setattr(clock, "now", lambda: later)
+        response = authorize(client, authorize_params("portal", Pkce.new(), prompt="none"))
+        assert query(response.location)["error"] == "login_required"
+
+    def test_account_page_logs_in_and_out(self, client, rp, user):
+        response = client.get("/account")
+        assert response.location.startswith("/login?flow=")
+        answer = submit_login(client, response.location, user.email)
+        assert answer.location == "/account"
+        page = client.get("/account")
+        assert "kim@example.com" in text(page)
+        assert "Din konto" in text(page)
+        out = form_post(client, page, {})
+        assert out.status_code == HTTPStatus.OK
+        assert "Du er logget ud" in text(out)
+        response = authorize(client, authorize_params("portal", Pkce.new(), prompt="none"))
+        assert query(response.location)["error"] == "login_required"
+        assert client.get("/account").location.startswith("/login?flow=")
