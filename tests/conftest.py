@@ -185,19 +185,35 @@ def live_server(database_url: str, keys_dir: Path, store: Store) -> Iterator:
 def portal(live_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The customer portal on its own port, registered with the live IdP as
     ``portal``; yields its base URL."""
+    yield from _serve_portal(live_server, "portal", "Customer Portal")
+
+
+@pytest.fixture
+def shop(live_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A second product (the portal app under another client id), for single sign-on."""
+    yield from _serve_portal(live_server, "shop", "Webshop")
+
+
+def _serve_portal(live_server, client_id: str, display_name: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
     dispatcher = _Dispatcher()
     server = make_server("localhost", 0, dispatcher, threaded=True)
     url = f"http://localhost:{server.port}"
     _, secret = Factory(live_server).client(
-        "portal",
-        display_name="Customer Portal",
+        client_id,
+        display_name=display_name,
         redirect_uris=[url + "/auth/callback"],
         initiate_login_uri=url + "/login",
         scopes=["openid", "profile", "email", "phone", "organization", "offline_access"],
         grant_types=["authorization_code", "refresh_token"],
     )
     dispatcher.app = create_portal(
-        {"ISSUER": live_server.base_url, "CLIENT_ID": "portal", "CLIENT_SECRET": secret, "URL": url}
+        {
+            "ISSUER": live_server.base_url,
+            "CLIENT_ID": client_id,
+            "COOKIE_NAME": f"{client_id}_session",
+            "CLIENT_SECRET": secret,
+            "URL": url,
+        }
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

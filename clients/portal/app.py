@@ -27,7 +27,7 @@ SCOPE = "openid profile email phone organization offline_access"
 DEFAULT_URL = "http://localhost:5001"
 REFRESH_MARGIN = 30
 LOGIN_PARAMS = ("prompt", "login_hint", "ui_locales", "max_age")
-SETTINGS = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET", "URL", "SECRET_KEY")
+SETTINGS = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET", "URL", "SECRET_KEY", "COOKIE_NAME")
 REQUIRED = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET")
 
 
@@ -109,7 +109,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__, template_folder="templates")
     app.config.update(
-        SESSION_COOKIE_NAME="portal_session",
+        # Cookies ignore ports: two products on one host need their own names.
+        SESSION_COOKIE_NAME=settings.get("COOKIE_NAME") or "portal_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings["URL"].startswith("https://"),

@@ -153,6 +153,7 @@ def password() -> Any:
         return _render("password", flow, email=email)
     if request.form.get("action") == "back":
         # The back arrow: another address, and the remembered one is forgotten.
+        flow.email = None
         response = make_response(_go(flow, Step.IDENTIFY, "login.identify"))
         response.delete_cookie(REMEMBER_COOKIE)
         return response

@@ -170,6 +170,13 @@ def test_users_add_and_list(idp, app):
             get_session(), "ANN@example.com", "Sikker-kode-1"
         )
         assert user is not None
+        assert user.mfa_required  # the strict default
+
+
+def test_users_add_without_required_two_step_verification(idp, app):
+    result = idp("users", "add", "bo@example.com", "--no-mfa", "--password", "Sikker-kode-1")
+    assert result.exit_code == 0
+    assert app.extensions["idp"].accounts.find("bo@example.com").mfa_required is False
 
 
 def test_demo_refuses_outside_development(idp):
@@ -191,6 +198,11 @@ def test_demo_registers_the_portal_and_a_user(idp, app, monkeypatch, tmp_path):
     with app.app_context():
         from idp.db import get_session
 
-        assert app.extensions["idp"].accounts.authenticate(
-            get_session(), "kim.demo@example.com", password
-        )
+        services = app.extensions["idp"]
+        user = services.accounts.authenticate(get_session(), "kim.demo@example.com", password)
+        assert user is not None
+        # Two-step verification by SMS (to the outbox), and an emergency code.
+        assert services.factors.methods(get_session(), user) == ["sms", "recovery"]
+        code = result.output.split("Emergency code: ")[1].split()[0]
+        assert services.factors.use_recovery_code(get_session(), user.id, code)
+    assert "/dev/outbox" in result.output
