@@ -101,6 +101,7 @@ def _development_secret_key() -> str:
 
 
 def _build_services(app: Flask, settings: Settings) -> None:
+    from idp.background import Background
     from idp.context import Services
     from idp.oidc.endpoints import IdpIntrospectionEndpoint
     from idp.oidc.endpoints import IdpRevocationEndpoint
@@ -188,4 +189,5 @@ def _build_services(app: Flask, settings: Settings) -> None:
             base_lock_seconds=settings.lockout_seconds,
         ),
         audit=Audit(),
+        background=Background(app),
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 if TYPE_CHECKING:
+    from idp.background import Background
     from idp.config import Settings
     from idp.oidc.server import OpenIDServer
     from idp.services.accounts import Accounts
@@ -56,6 +57,7 @@ class Services:
     limiter: RateLimiter
     lockout: Lockout
     audit: Audit
+    background: Background
 
 
 def services() -> Services:

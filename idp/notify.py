@@ -3,6 +3,7 @@ language and sent through the configured :class:`~idp.services.mail.Mailer`."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import render_template
@@ -11,8 +12,11 @@ from flask_babel import force_locale
 from idp.context import services
 from idp.models import User
 from idp.services.mail import EmailMessage
+from idp.services.mail import MailDeliveryError
 
-__all__ = ["render_email", "send_email", "user_locale"]
+__all__ = ["notify", "render_email", "send_email", "user_locale"]
+
+log = logging.getLogger(__name__)
 
 LOCALES = ("da", "en")
 
@@ -41,3 +45,13 @@ def send_email(name: str, user: User, **context: Any) -> None:
             to=user.email, sender=settings.mail_from, subject=subject, text=text, html=html
         )
     )
+
+
+def notify(name: str, user: User, **context: Any) -> None:
+    """Send a security notification ("your password was changed"). The step
+    that caused it has already happened, so a delivery failure is logged and
+    does not undo or block it."""
+    try:
+        send_email(name, user, **context)
+    except MailDeliveryError:
+        log.exception("notification %s to user %s not delivered", name, user.id)

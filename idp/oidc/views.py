@@ -309,7 +309,7 @@ def authorize() -> Any:
         if sso is None or must_login:
             if "none" in prompts:
                 raise LoginRequiredError(redirect_uri=redirect_uri)
-            flow = _start_flow(params, Step.IDENTIFY)
+            flow = start_flow(params, Step.IDENTIFY)
             if flow is None:
                 return too_many_attempts_page(FLOW_WINDOW_SECONDS)
             return redirect(url_for("login.identify", flow=flow.id))
@@ -317,7 +317,7 @@ def authorize() -> Any:
         if _needs_consent(sso, grant.request.client, grant.request.scope, prompts):
             if "none" in prompts:
                 raise ConsentRequiredError(redirect_uri=redirect_uri)
-            flow = _start_flow(params, Step.CONSENT)
+            flow = start_flow(params, Step.CONSENT)
             if flow is None:
                 return too_many_attempts_page(FLOW_WINDOW_SECONDS)
             flow.user_id = sso.user_id
@@ -334,14 +334,16 @@ FLOWS_PER_IP = 300
 FLOW_WINDOW_SECONDS = 600
 
 
-def _start_flow(params: dict[str, str], step: str) -> Flow | None:
+def start_flow(params: dict[str, str], step: str, **fields: object) -> Flow | None:
+    """A new flow for this browser, or None when this IP address has started
+    too many lately."""
     try:
         services().limiter.hit(
             "flow-ip", request.remote_addr or "-", FLOWS_PER_IP, FLOW_WINDOW_SECONDS
         )
     except TooManyAttemptsError:
         return None
-    return services().flows.start(params, browser_id(), step)
+    return services().flows.start(params, browser_id(), step, **fields)
 
 
 def _invalid_request_page(description: str) -> tuple[str, int]:

@@ -88,6 +88,16 @@ class ActionTokens:
         session.commit()
         return row
 
+    def void(self, session: Session, user_id: int) -> None:
+        """Use up every open link of the user: once a password is set, older
+        activation and reset links must not set it again."""
+        session.execute(
+            update(ActionToken)
+            .where(ActionToken.user_id == user_id, ActionToken.used_at.is_(None))
+            .values(used_at=clock.utcnow())
+        )
+        session.commit()
+
     @staticmethod
     def _check(row: ActionToken | None) -> ActionToken:
         if row is None:

@@ -81,6 +81,11 @@ class Flow:
     sms_challenge_id: str | None = None
     phone: str | None = None
     recovery_code: str | None = None
+    #: Set up two-step verification anew: the old factors go when the new app is confirmed.
+    replace_factors: bool = False
+    #: A fingerprint of the password hash the login checked; a reset in the
+    #: meantime ends the flow.
+    password_stamp: str | None = None
     #: The e-mail address typed on the first login screen.
     email: str | None = None
     #: The second-factor method on screen, and the SMS reference number shown.

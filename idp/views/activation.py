@@ -23,7 +23,7 @@ from idp import clock
 from idp.context import services
 from idp.db import get_session
 from idp.models import User
-from idp.notify import send_email
+from idp.notify import notify
 from idp.oidc.views import continue_flow
 from idp.oidc.views import restart_page
 from idp.services import recovery
@@ -129,8 +129,6 @@ def start(token: str) -> Any:
 def request_link() -> Any:
     """Ask for a new activation link. The answer is the same whether or not the
     address has an account; requests are limited per address and per IP."""
-    from idp.invitations import send_activation_link
-
     email = request.form.get("email", "").strip().lower()
     limiter = services().limiter
     try:
@@ -139,10 +137,18 @@ def request_link() -> Any:
             limiter.hit("link-email", email, limit=3, window_seconds=3600)
     except TooManyAttemptsError as error:
         return too_many_attempts_page(error.resets_in)
+    # After the answer, so its timing does not tell whether the address has an account.
+    services().background.submit(_send_new_link, email)
+    return render_template("activation/link_sent.html")
+
+
+def _send_new_link(email: str) -> None:
+    """(In the background.) A new activation link, if the address has an active account."""
+    from idp.invitations import send_activation_link
+
     user = services().accounts.find(email) if email else None
     if user is not None and user.is_active:
         send_activation_link(get_session(), get_session().merge(user), None)
-    return render_template("activation/link_sent.html")
 
 
 @bp.route("/password", methods=["GET", "POST"])
@@ -174,6 +180,7 @@ def password() -> Any:
     if user.activated_at is None:
         user.activated_at = clock.utcnow()
     session.commit()
+    services().actions.void(session, user.id)
     _audit("password.changed", user, via="activation")
     if services().factors.has_second_factor(session, user):
         # J2: the account already has its factors; nothing is enrolled twice.
@@ -213,6 +220,11 @@ def authenticator() -> Any:
         step = totp.verify(secret, request.form.get("code", ""), None)
     except totp.InvalidCodeError:
         return _render("totp", flow, 400, error=_("The code is not correct. Try again."), **context)
+    if flow.replace_factors:
+        # After an emergency code (J3): the new app replaces every old factor.
+        services().factors.remove_all(get_session(), user.id)
+        _audit("mfa.disabled", user, replaced=True)
+        flow.replace_factors = False
     services().factors.save_totp(get_session(), user.id, secret, step)
     _audit("factor.added", user, method="totp")
     flow.totp_secret = None
@@ -307,7 +319,7 @@ def phone_code() -> Any:
     user.phone_number_verified = True
     session.commit()
     _audit("factor.added", user, method="sms")
-    send_email("phone_added", user, phone=sms.mask_phone(flow.phone or ""))
+    notify("phone_added", user, phone=sms.mask_phone(flow.phone or ""))
     flow.sms_challenge_id = None
     return _go(flow, Step.RECOVERY, "activation.emergency_code")
 
@@ -337,7 +349,7 @@ def emergency_code() -> Any:
     services().factors.save_recovery_code(get_session(), user.id, code)
     flow.recovery_code = None
     _audit("factor.added", user, method="emergency_code")
-    send_email("mfa_enabled", user)
+    notify("mfa_enabled", user)
     return _go(flow, Step.FINISHED, "activation.finished")
 
 

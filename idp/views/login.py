@@ -26,9 +26,13 @@ from idp import clock
 from idp.context import services
 from idp.db import get_session
 from idp.models import User
+from idp.notify import notify
 from idp.notify import send_email
+from idp.oidc.views import FLOW_WINDOW_SECONDS
 from idp.oidc.views import continue_flow
 from idp.oidc.views import restart_page
+from idp.oidc.views import start_flow
+from idp.services import lockout
 from idp.services import recovery
 from idp.services import sms
 from idp.services import totp
@@ -43,6 +47,7 @@ from idp.services.flows import Kind
 from idp.services.flows import Step
 from idp.services.lockout import AccountLockedError
 from idp.services.ratelimit import TooManyAttemptsError
+from idp.services.secrets import digest
 from idp.web import browser_id
 from idp.web import current_sso
 from idp.web import password_policy_messages
@@ -161,8 +166,8 @@ def password() -> Any:
     svc = services()
     session = get_session()
     try:
-        svc.lockout.check(email)
         svc.limiter.check("login-ip", request.remote_addr or "-", FAILURES_PER_IP)
+        svc.lockout.attempt(email, lockout.PASSWORD)
     except TooManyAttemptsError as error:
         return _render("password", flow, 429, email=email, error=_wait_message(error.resets_in))
     user = svc.accounts.authenticate(session, email, request.form.get("password", ""))
@@ -181,7 +186,7 @@ def password() -> Any:
             svc.limiter.hit(
                 "login-ip", request.remote_addr or "-", FAILURES_PER_IP, FAILURE_WINDOW_SECONDS
             )
-        locked_for = svc.lockout.failure(email)
+        locked_for = svc.lockout.failed(email, lockout.PASSWORD)
         if locked_for:
             svc.audit.record(
                 session, "account.locked", origin(), subject_id=subject_id, seconds=locked_for
@@ -193,7 +198,8 @@ def password() -> Any:
             email=email,
             error=_("The e-mail address or the password is wrong."),
         )
-    svc.lockout.success(email)
+    svc.lockout.succeeded(email, lockout.PASSWORD)
+    flow.password_stamp = password_stamp(user)
     flow.user_id = user.id
     flow.amr = ["pwd"]
     flow.auth_time = clock.now()
@@ -217,10 +223,18 @@ def _after_password(flow: Flow, user: User) -> Any:
     return complete(flow, user, ["pwd"])
 
 
+def password_stamp(user: User) -> str:
+    return digest(user.password_hash or "")[:16]
+
+
 def complete(flow: Flow, user: User, amr: list[str]) -> Response:
     """The login is done: a fresh SSO session (a new cookie, so a planted one is
     useless), then on to the client or the page that asked for the login."""
     svc = services()
+    if flow.password_stamp and flow.password_stamp != password_stamp(user):
+        # The password changed (a reset) after this flow checked it.
+        svc.flows.finish(flow)
+        return make_response(restart_page())
     previous = current_sso()
     if previous is not None:
         svc.sessions.revoke(previous)
@@ -258,7 +272,7 @@ def _code_failed(flow: Flow, user: User, method: str) -> str | None:
         client_id=flow.client_id,
         reason=method,
     )
-    locked_for = svc.lockout.failure(user.email)
+    locked_for = svc.lockout.failed(user.email, lockout.SECOND_FACTOR)
     if locked_for:
         svc.audit.record(
             get_session(), "account.locked", origin(), subject_id=user.id, seconds=locked_for
@@ -278,7 +292,7 @@ def authenticator() -> Any:
     if request.method == "GET":
         return _render("totp", flow)
     try:
-        services().lockout.check(user.email)
+        services().lockout.attempt(user.email, lockout.SECOND_FACTOR)
     except AccountLockedError as error:
         return _render("totp", flow, 429, error=_wait_message(error.resets_in))
     try:
@@ -294,7 +308,7 @@ def authenticator() -> Any:
     except totp.InvalidCodeError:
         message = _code_failed(flow, user, "totp")
         return _render("totp", flow, 400, error=message or _("The code is not correct. Try again."))
-    services().lockout.success(user.email)
+    services().lockout.succeeded(user.email, lockout.SECOND_FACTOR)
     return complete(flow, user, ["pwd", "otp", "mfa"])
 
 
@@ -377,7 +391,7 @@ def sms_code() -> Any:
     if request.method == "GET":
         return _render("sms", flow, **context)
     try:
-        services().lockout.check(user.email)
+        services().lockout.attempt(user.email, lockout.SECOND_FACTOR)
         services().sms.verify(flow.sms_challenge_id, request.form.get("code", ""))
     except AccountLockedError as error:
         return _render("sms", flow, 429, error=_wait_message(error.resets_in), **context)
@@ -398,7 +412,7 @@ def sms_code() -> Any:
             error=_("The code has expired or was typed wrong too many times. Send a new one."),
             **context,
         )
-    services().lockout.success(user.email)
+    services().lockout.succeeded(user.email, lockout.SECOND_FACTOR)
     return complete(flow, user, ["pwd", "sms", "mfa"])
 
 
@@ -414,7 +428,7 @@ def emergency() -> Any:
         return _render("emergency", flow)
     svc = services()
     try:
-        svc.lockout.check(user.email)
+        svc.lockout.attempt(user.email, lockout.SECOND_FACTOR)
     except AccountLockedError as error:
         return _render("emergency", flow, 429, error=_wait_message(error.resets_in))
     if not svc.factors.use_recovery_code(get_session(), user.id, request.form.get("code", "")):
@@ -422,11 +436,11 @@ def emergency() -> Any:
         return _render(
             "emergency", flow, 400, error=message or _("The emergency code is not correct.")
         )
-    svc.lockout.success(user.email)
+    svc.lockout.succeeded(user.email, lockout.SECOND_FACTOR)
     svc.audit.record(
         get_session(), "emergency_code.used", origin(), subject_id=user.id, client_id=flow.client_id
     )
-    send_email("emergency_code_used", user)
+    notify("emergency_code_used", user)
     flow.amr = ["pwd", "otp", "mfa"]
     return _go(flow, Step.NEW_RECOVERY, "login.new_emergency_code")
 
@@ -449,14 +463,18 @@ def new_emergency_code() -> Any:
         return _render("new_emergency", flow, code=code)
     session = get_session()
     if request.form.get("action") == "disable":
-        svc.factors.remove_all(session, user.id)
-        svc.audit.record(session, "mfa.disabled", origin(), subject_id=user.id, actor_id=user.id)
-        send_email("mfa_disabled", user)
         flow.recovery_code = None
         if user.mfa_required:
+            # The account must have a second factor: it is set up again, and
+            # the old factors go only once the new app is confirmed, so an
+            # abandoned page leaves no account with the password alone.
             flow.amr = ["pwd"]
+            flow.replace_factors = True
             svc.flows.advance(flow, Step.TOTP)
             return redirect(url_for("activation.authenticator", flow=flow.id))
+        svc.factors.remove_all(session, user.id)
+        svc.audit.record(session, "mfa.disabled", origin(), subject_id=user.id, actor_id=user.id)
+        notify("mfa_disabled", user)
         return complete(flow, user, ["pwd"])
     if request.form.get("saved") != "yes":
         return _render(
@@ -490,19 +508,28 @@ def forgot() -> Any:
             svc.limiter.hit("reset-email", email, limit=3, window_seconds=3600)
     except TooManyAttemptsError as error:
         return too_many_attempts_page(error.resets_in)
-    user = svc.accounts.find(email) if "@" in email else None
-    if user is not None and user.is_active:
-        session = get_session()
-        client_id = flow.client_id if flow and flow.client_id else None
-        token = svc.actions.issue(session, user.id, PASSWORD_RESET, client_id)
-        send_email(
-            "password_reset",
-            user,
-            link=f"{svc.settings.issuer}/reset/{token}",
-            hours=hours,
-        )
-        svc.audit.record(session, "password.reset_requested", origin(), subject_id=user.id)
+    # Looking the address up and e-mailing happen after the answer, so its
+    # timing does not tell whether the address has an account.
+    client_id = flow.client_id if flow and flow.client_id else None
+    svc.background.submit(_send_reset_link, email, client_id, origin())
     return _render("forgot_sent", flow, hours=hours)
+
+
+def _send_reset_link(email: str, client_id: str | None, where: Origin) -> None:
+    """(In the background.) E-mail a reset link if the address has an active account."""
+    svc = services()
+    user = svc.accounts.find(email) if "@" in email else None
+    if user is None or not user.is_active:
+        return
+    session = get_session()
+    token = svc.actions.issue(session, user.id, PASSWORD_RESET, client_id)
+    send_email(
+        "password_reset",
+        user,
+        link=f"{svc.settings.issuer}/reset/{token}",
+        hours=svc.settings.action_link_seconds // 3600,
+    )
+    svc.audit.record(session, "password.reset_requested", where, subject_id=user.id)
 
 
 @bp.get("/reset/<token>")
@@ -550,13 +577,16 @@ def reset() -> Any:
     user = session.merge(user)
     user.password_hash = svc.accounts.passwords.hash(new)
     session.commit()
-    # Whoever knew the old password is logged out everywhere.
+    # Older links die; whoever knew the old password is logged out everywhere;
+    # the owner of the mailbox is no longer locked out.
+    svc.actions.void(session, user.id)
     svc.sessions.revoke_user(user.id)
     svc.tokens.revoke_user_grants(session, user.id)
+    svc.lockout.lift(user.email)
     svc.audit.record(
         session, "password.changed", origin(), subject_id=user.id, actor_id=user.id, via="reset"
     )
-    send_email("password_changed", user)
+    notify("password_changed", user)
     svc.flows.finish(flow)
     client = svc.clients.get(flow.client_hint or svc.settings.default_client_id)
     target = (
@@ -574,9 +604,9 @@ def account() -> Any:
     sso = current_sso()
     user = get_session().get(User, sso.user_id) if sso else None
     if sso is None or user is None:
-        flow = services().flows.start(
-            {}, browser_id(), Step.IDENTIFY, return_to=url_for("login.account")
-        )
+        flow = start_flow({}, Step.IDENTIFY, return_to=url_for("login.account"))
+        if flow is None:
+            return too_many_attempts_page(FLOW_WINDOW_SECONDS)
         return redirect(url_for("login.identify", flow=flow.id))
     enrolled = services().factors.methods(get_session(), user)
     names = {

@@ -118,6 +118,7 @@ def test_forgotten_password_end_to_end(page: Page, live_server, portal):
     expect(page.get_by_label("E-mailadresse")).to_have_value(EMAIL)
     page.get_by_role("button", name="Send link").click()
     expect(page.get_by_role("heading", name="Tjek din e-mail")).to_be_visible()
+    live_server.extensions["idp"].background.wait()  # the e-mail goes out after the answer
 
     (mail,) = live_server.extensions["idp"].mailer.messages()
     link = next(link for link in mail.links() if "/reset/" in link)

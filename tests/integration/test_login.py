@@ -267,6 +267,17 @@ class TestAuthenticatorApp:
         assert lock.subject_id == user.id
         assert lock.details == {"seconds": 300}
 
+    def test_typing_the_password_again_does_not_reset_wrong_codes(self, client, rp, user, factory):
+        factory.enrol(user)
+        for _ in range(4):
+            page = follow(client, password_step(client))
+            assert form_post(client, page, {"code": "000000"}).status_code == 400
+        page = follow(client, password_step(client))
+        locking = form_post(client, page, {"code": "000000"})
+        assert "For mange forsøg. Prøv igen om 5 minutter." in text(locking)
+        # Locked for the password too, until the wait is over.
+        assert password_step(client).status_code == HTTPStatus.TOO_MANY_REQUESTS
+
 
 class TestTryAnotherWay:
     def test_lists_only_enrolled_methods(self, client, rp, user, factory):
@@ -373,9 +384,14 @@ class TestEmergencyCode:
         assert form_post(other, page, {"code": enrolment.emergency_code}).status_code == 400
         assert form_post(other, page, {"code": new_code}).status_code == HTTPStatus.FOUND
 
-    def test_turns_two_step_verification_off_and_enrols_again_when_required(
+    def test_turning_off_a_required_second_factor_replaces_it_once_the_new_app_works(
         self, app, client, rp, strict_user, factory
     ):
+        import pyotp
+
+        from idp.db import get_session
+        from idp.models import User
+
         user = strict_user
         enrolment = factory.enrol(user, phone=PHONE)
         code_page = follow(client, password_step(client))
@@ -386,16 +402,43 @@ class TestEmergencyCode:
             data={"action": "disable", "csrf_token": csrf_token(new_page)},
         )
         assert off.location.startswith("/activate/totp?flow=")
+        # Abandoned here, the account would still have its old app and phone.
         with app.app_context():
-            from idp.db import get_session
-            from idp.models import User
-
             row = get_session().get(User, user.id)
-            assert app.extensions["idp"].factors.methods(get_session(), row) == []
-            assert not row.phone_number_verified  # no longer used for codes
-        assert [m.subject for m in mails(app)][:1] == ["Totrinsbekræftelse slået fra"]
+            methods = app.extensions["idp"].factors.methods(get_session(), row)
+            assert methods == ["totp", "sms"]
+        page = follow(client, off)
+        new_secret = totp_key(page)
+        page = follow(client, form_post(client, page, {"code": pyotp.TOTP(new_secret).now()}))
+        with app.app_context():
+            row = get_session().get(User, user.id)
+            assert app.extensions["idp"].factors.methods(get_session(), row) == ["totp"]
+            assert not row.phone_number_verified  # the lost phone no longer gets codes
         (event,) = audit_events(app, "mfa.disabled")
-        assert event.subject_id == user.id
+        assert event.details == {"replaced": True}
+        page = follow(client, form_post(client, page, {"action": "skip"}))
+        page = follow(client, form_post(client, page, {"saved": "yes"}))
+        done = form_post(client, page, {})
+        assert done.location.startswith(REDIRECT_URI)
+        # The old app's codes are gone with it.
+        other = app.test_client()
+        page = follow(other, password_step(other))
+        assert form_post(other, page, {"code": enrolment.totp_code()}).status_code == 400
+
+    def test_a_failed_notification_does_not_block_the_login(
+        self, app, client, rp, user, factory, monkeypatch
+    ):
+        from idp.services.mail import MailDeliveryError
+
+        def down(message):  # type: ignore[no-untyped-def]
+            raise MailDeliveryError("smtp down")
+
+        monkeypatch.setattr(app.extensions["idp"].mailer, "send", down)
+        enrolment = factory.enrol(user)
+        code_page = follow(client, password_step(client))
+        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        answer = form_post(client, page, {"code": enrolment.emergency_code})
+        assert answer.location.startswith("/login/emergency/new?flow=")
 
     def test_turning_off_logs_in_with_the_password_when_not_required(
         self, app, client, rp, factory
@@ -449,6 +492,7 @@ class TestForgottenPassword:
         assert f'value="{email}"' in text(forgot)
         sent = form_post(client, forgot, {"email": email})
         assert "Tjek din e-mail" in text(sent)
+        app.extensions["idp"].background.wait()  # the e-mail goes out after the answer
         links = [link for m in mails(app, email) for link in m.links() if "/reset/" in link]
         return links[0].removeprefix("http://localhost") if links else ""
 
@@ -510,6 +554,46 @@ class TestForgottenPassword:
         later = clock.now() + 24 * 3600 + 1
         monkeypatch.setattr(clock, "now", lambda: later)
         assert "Dette link kan ikke bruges" in text(client.get(link))
+
+    def test_older_links_die_when_one_is_used(self, app, client, rp, user):
+        first = self._request_link(app, client)
+        app.extensions["idp"].mailer.clear()
+        second = self._request_link(app, client)
+        assert first != second
+        form = follow(client, client.get(second))
+        form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert "Dette link kan ikke bruges" in text(client.get(first))
+
+    def test_a_reset_lifts_the_lock(self, app, client, rp, user):
+        for _ in range(5):
+            password_step(client, password="Wrong-password-1")
+        assert password_step(client).status_code == HTTPStatus.TOO_MANY_REQUESTS
+        link = self._request_link(app, client)
+        form = follow(client, client.get(link))
+        form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert password_step(client, password=NEW_PASSWORD).location.startswith(REDIRECT_URI)
+
+    def test_a_login_begun_before_the_reset_cannot_finish_after_it(
+        self, app, client, rp, user, factory
+    ):
+        enrolment = factory.enrol(user)
+        intruder = app.test_client()
+        code_page = follow(intruder, password_step(intruder))  # knew the old password
+        link = self._request_link(app, client)
+        form = follow(client, client.get(link))
+        form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        late = form_post(intruder, code_page, {"code": enrolment.totp_code()})
+        assert late.status_code == HTTPStatus.BAD_REQUEST
+        assert "Start venligst forfra" in text(late)
+
+    def test_undeliverable_mail_gives_the_same_answer(self, app, client, rp, user, monkeypatch):
+        from idp.services.mail import MailDeliveryError
+
+        def down(message):  # type: ignore[no-untyped-def]
+            raise MailDeliveryError("smtp down")
+
+        monkeypatch.setattr(app.extensions["idp"].mailer, "send", down)
+        assert self._request_link(app, client) == ""  # "Tjek din e-mail", and no crash
 
     def test_unknown_address_gets_the_same_answer_and_no_mail(self, app, client, rp):
         assert self._request_link(app, client, "nobody@example.com") == ""
