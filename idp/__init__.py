@@ -119,6 +119,7 @@ def _build_services(app: Flask, settings: Settings) -> None:
     from idp.services.keys import KeyStore
     from idp.services.lockout import Lockout
     from idp.services.mail import build_mailer
+    from idp.services.passkeys import Passkeys
     from idp.services.password_policy import PasswordPolicy
     from idp.services.passwords import Passwords
     from idp.services.ratelimit import RateLimiter
@@ -190,4 +191,11 @@ def _build_services(app: Flask, settings: Settings) -> None:
         ),
         audit=Audit(),
         background=Background(app),
+        passkeys=Passkeys(
+            store,
+            settings.rp_id,
+            settings.brand_name,
+            settings.webauthn_allowed_origins,
+            settings.webauthn_attestation,
+        ),
     )

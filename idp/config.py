@@ -99,8 +99,14 @@ class Settings:
     password_require_special: bool = True
     #: Failed passwords or codes (within 15 minutes) that lock an account.
     lockout_failures: int = 5
-    #: The first lock's length; each further lock within a day doubles it (at most a day).
+    #: The first lock's length; each further lock within a day doubles it (at most an hour).
     lockout_seconds: int = 300
+    #: WebAuthn relying-party id (the issuer's host, or a parent domain); empty: the issuer's host.
+    webauthn_rp_id: str = ""
+    #: Origins that may use passkeys, comma-separated; empty: the issuer's origin.
+    webauthn_origins: str = ""
+    #: Attestation asked of new passkeys: none, indirect, direct or enterprise.
+    webauthn_attestation: str = "none"
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -120,6 +126,10 @@ class Settings:
                 "IDP_SMTP_URL and IDP_SMS_URL must be set in production "
                 "(the development outboxes would keep links and codes in Redis)"
             )
+        if self.webauthn_attestation not in ("none", "indirect", "direct", "enterprise"):
+            raise ConfigError(
+                "IDP_WEBAUTHN_ATTESTATION must be none, indirect, direct or enterprise"
+            )
         if self.password_max_length < 64 or self.password_min_length < 8:
             raise ConfigError(
                 "passwords must be allowed at least 64 characters and need at least 8"
@@ -134,6 +144,18 @@ class Settings:
         if self.cookie_secure is not None:
             return self.cookie_secure
         return self.env == "production"
+
+    @property
+    def rp_id(self) -> str:
+        """The WebAuthn relying-party id."""
+        return self.webauthn_rp_id or (urlsplit(self.issuer).hostname or "localhost")
+
+    @property
+    def webauthn_allowed_origins(self) -> list[str]:
+        if self.webauthn_origins:
+            return [o.strip().rstrip("/") for o in self.webauthn_origins.split(",") if o.strip()]
+        parts = urlsplit(self.issuer)
+        return [f"{parts.scheme}://{parts.netloc}"]
 
     @property
     def sqlalchemy_url(self) -> str:

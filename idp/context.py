@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from idp.services.keys import KeyStore
     from idp.services.lockout import Lockout
     from idp.services.mail import Mailer
+    from idp.services.passkeys import Passkeys
     from idp.services.password_policy import PasswordPolicy
     from idp.services.ratelimit import RateLimiter
     from idp.services.sessions import SessionStore
@@ -58,6 +59,7 @@ class Services:
     lockout: Lockout
     audit: Audit
     background: Background
+    passkeys: Passkeys
 
 
 def services() -> Services:

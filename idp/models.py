@@ -13,6 +13,7 @@ from sqlalchemy import Boolean
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
 from sqlalchemy import Integer
+from sqlalchemy import LargeBinary
 from sqlalchemy import MetaData
 from sqlalchemy import String
 from sqlalchemy import Text
@@ -71,6 +72,9 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Whether logging in needs a second factor (users without one are sent to enrolment).
     mfa_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The WebAuthn user handle (random, base64url): passkeys name the account by
+    #: it, never by the e-mail or the row id. Set at the first registration.
+    webauthn_handle: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     #: When the user first set a password or a passkey from an invitation.
     activated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -104,6 +108,30 @@ class TotpCredential(Base):
     secret_encrypted: Mapped[str] = mapped_column(Text)
     last_used_step: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebAuthnCredential(Base):
+    """A passkey or security key. Looked up by its credential id (unique
+    index); the sign count catches cloned authenticators."""
+
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: base64url of the raw credential id.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    transports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    aaguid: Mapped[str] = mapped_column(String(36), default="")
+    #: Whether the key may be synced (a passkey in a password manager), and is.
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Registered with user verification: it can log in on its own.
+    user_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class RecoveryCode(Base):

@@ -1,5 +1,6 @@
-"""The second factors a user has enrolled: authenticator app, SMS number,
-emergency code. Secrets are encrypted (TOTP) or hashed (emergency code)."""
+"""The second factors a user has enrolled: passkeys and security keys,
+authenticator app, SMS number, emergency code. Secrets are encrypted (TOTP) or
+hashed (emergency code); WebAuthn keys are public keys."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from idp.models import RecoveryCode
 from idp.models import TotpCredential
 from idp.models import User
+from idp.models import WebAuthnCredential
 from idp.services import recovery
 from idp.services import totp
 from idp.services.crypto import SecretBox
@@ -20,6 +22,7 @@ __all__ = ["Factors", "Method"]
 class Method:
     """Second-factor methods, as listed under "Prøv en anden måde"."""
 
+    WEBAUTHN = "webauthn"
     TOTP = "totp"
     SMS = "sms"
     RECOVERY = "recovery"
@@ -32,6 +35,10 @@ class Factors:
     def methods(self, session: Session, user: User) -> list[str]:
         """The methods ``user`` has enrolled, in order of preference."""
         found = []
+        if session.scalar(
+            select(WebAuthnCredential.id).where(WebAuthnCredential.user_id == user.id).limit(1)
+        ):
+            found.append(Method.WEBAUTHN)
         if session.scalar(select(TotpCredential.id).where(TotpCredential.user_id == user.id)):
             found.append(Method.TOTP)
         if user.phone_number and user.phone_number_verified:
@@ -41,7 +48,7 @@ class Factors:
         return found
 
     def has_second_factor(self, session: Session, user: User) -> bool:
-        return bool(set(self.methods(session, user)) & {Method.TOTP, Method.SMS})
+        return bool(set(self.methods(session, user)) & {Method.WEBAUTHN, Method.TOTP, Method.SMS})
 
     def save_totp(self, session: Session, user_id: int, secret: str, used_step: int) -> None:
         """Store a confirmed authenticator app, replacing an earlier one."""
@@ -87,10 +94,12 @@ class Factors:
         session.commit()
 
     def remove_all(self, session: Session, user_id: int) -> None:
-        """Turn two-step verification off: the app and the emergency code are
-        forgotten, and the phone number (a profile field too) no longer gets codes."""
+        """Turn two-step verification off: the app, the passkeys and security
+        keys and the emergency code are forgotten, and the phone number (a
+        profile field too) no longer gets codes."""
         session.execute(delete(TotpCredential).where(TotpCredential.user_id == user_id))
         session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+        session.execute(delete(WebAuthnCredential).where(WebAuthnCredential.user_id == user_id))
         user = session.get(User, user_id)
         if user is not None:
             user.phone_number_verified = False

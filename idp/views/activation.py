@@ -26,6 +26,7 @@ from idp.models import User
 from idp.notify import notify
 from idp.oidc.views import continue_flow
 from idp.oidc.views import restart_page
+from idp.services import passkeys
 from idp.services import recovery
 from idp.services import sms
 from idp.services import totp
@@ -188,14 +189,53 @@ def password() -> Any:
     return _go(flow, Step.TOTP, "activation.authenticator")
 
 
-@bp.get("/passkey")
+@bp.route("/passkey", methods=["GET", "POST"])
 def passkey() -> Any:
-    """ "Log ind uden adgangskode": passkey set-up instead of a password."""
+    """ "Log ind uden adgangskode": a passkey instead of a password. The
+    account then has no password at all; the passkey (with user
+    verification) is both factors, so nothing else is enrolled."""
     try:
         flow = _load(Step.PASSWORD)
+        user = _user(flow)
     except FlowError:
         return restart_page()
-    return _render("passkey", flow)
+    svc = services()
+    session = get_session()
+    user = session.merge(user)
+    scope = f"activation:{flow.id}"
+    if request.method == "GET":
+        return _render(
+            "passkey", flow, options=svc.passkeys.registration_options(session, user, scope)
+        )
+    try:
+        key = svc.passkeys.register(
+            session, user, scope, request.form.get("credential", ""), _("Passkey")
+        )
+    except passkeys.CeremonyError:
+        return _render(
+            "passkey",
+            flow,
+            400,
+            options=svc.passkeys.registration_options(session, user, scope),
+            error=_("The passkey could not be created. Try again, or set a password instead."),
+        )
+    try:
+        if flow.token_hash:
+            svc.actions.consume(session, flow.token_hash)
+    except ActionTokenError as error:
+        session.delete(key)
+        session.commit()
+        svc.flows.finish(flow)
+        return _link_problem(error)
+    user.email_verified = True
+    if user.activated_at is None:
+        user.activated_at = clock.utcnow()
+    session.commit()
+    svc.actions.void(session, user.id)
+    _audit("passkey.added", user, credential=key.id, via="activation")
+    notify("passkey_added", user, name=key.name)
+    flow.amr = ["hwk" if not key.backup_eligible else "swk", "mfa"]
+    return _go(flow, Step.FINISHED, "activation.finished")
 
 
 @bp.route("/totp", methods=["GET", "POST"])
@@ -361,19 +401,21 @@ def finished() -> Any:
         user = _user(flow)
     except FlowError:
         return restart_page()
-    enrolled = "otp" in flow.amr
+    enrolled = "otp" in flow.amr or "mfa" in flow.amr
+    with_passkey = bool({"hwk", "swk"} & set(flow.amr))
     if request.method == "GET":
-        return _render("finished", flow, enrolled=enrolled)
+        return _render("finished", flow, enrolled=enrolled, with_passkey=with_passkey)
+    amr = flow.amr if "mfa" in flow.amr else [*flow.amr, "mfa"]
     if flow.kind == Kind.LOGIN:
         from idp.views.login import complete
 
-        return complete(flow, user, ["pwd", "otp", "mfa"])
+        return complete(flow, user, amr)
 
     cookie = None
     if enrolled:
-        # The user proved the e-mail link, the new password and the new app.
+        # The user proved the e-mail link, and the new password and app, or the passkey.
         cookie, sso = services().sessions.create(
-            user.id, amr=["pwd", "otp", "mfa"], acr=ACR_TWO_FACTORS, auth_time=clock.now()
+            user.id, amr=amr, acr=ACR_TWO_FACTORS, auth_time=clock.now()
         )
         g.sso = sso
     if flow.params:

@@ -26,6 +26,7 @@ from idp import clock
 from idp.context import services
 from idp.db import get_session
 from idp.models import User
+from idp.models import WebAuthnCredential
 from idp.notify import notify
 from idp.notify import send_email
 from idp.oidc.views import FLOW_WINDOW_SECONDS
@@ -33,6 +34,7 @@ from idp.oidc.views import continue_flow
 from idp.oidc.views import restart_page
 from idp.oidc.views import start_flow
 from idp.services import lockout
+from idp.services import passkeys
 from idp.services import recovery
 from idp.services import sms
 from idp.services import totp
@@ -115,11 +117,20 @@ def identify() -> Any:
     remembered = request.cookies.get(REMEMBER_COOKIE, "")
     if request.method == "GET":
         email = flow.email or flow.params.get("login_hint") or remembered
-        return _render("identify", flow, email=email, remember=bool(remembered))
+        return _render(
+            "identify", flow, email=email, remember=bool(remembered), options=_passkey_options(flow)
+        )
 
     email = normalize_email(request.form.get("email", ""))
     if "@" not in email or len(email) > 320:
-        return _render("identify", flow, 400, email=email, error=_("Enter a valid e-mail address."))
+        return _render(
+            "identify",
+            flow,
+            400,
+            email=email,
+            options=_passkey_options(flow),
+            error=_("Enter a valid e-mail address."),
+        )
     flow.email = email
     response = make_response(_go(flow, Step.LOGIN, "login.password"))
     if request.form.get("remember") == "yes":
@@ -136,14 +147,70 @@ def identify() -> Any:
     return response
 
 
-@bp.get("/login/passkey")
+def _passkey_options(flow: Flow) -> str:
+    """A fresh challenge for a passwordless login in this flow."""
+    return services().passkeys.authentication_options(get_session(), f"login:{flow.id}")
+
+
+@bp.route("/login/passkey", methods=["GET", "POST"])
 def passkey() -> Any:
-    """ "Log ind med sikkerhedsnøgle eller biometri"."""
+    """ "Log ind med sikkerhedsnøgle eller biometri": a discoverable passkey
+    with user verification, no e-mail typed. The e-mail screen offers it too,
+    as a button and in the browser's autofill (conditional UI)."""
     try:
         flow = _load(Step.IDENTIFY)
     except FlowError:
         return restart_page()
-    return _render("passkey", flow)
+    if request.method == "GET":
+        return _render("passkey", flow, options=_passkey_options(flow))
+    svc = services()
+    session = get_session()
+    try:
+        verified = svc.passkeys.authenticate(
+            session, f"login:{flow.id}", request.form.get("credential", "")
+        )
+    except passkeys.CeremonyError as error:
+        _passkey_failed(flow, error, None)
+        message = _(
+            "The security key or passkey could not be used. Try again or log in with your e-mail address."
+        )
+        return _render("passkey", flow, 400, options=_passkey_options(flow), error=message)
+    try:
+        svc.lockout.check(verified.user.email)
+    except AccountLockedError as error:
+        return _render(
+            "passkey",
+            flow,
+            429,
+            options=_passkey_options(flow),
+            error=_wait_message(error.resets_in),
+        )
+    flow.user_id = verified.user.id
+    flow.auth_time = clock.now()
+    # A passkey with user verification is something you have and something
+    # you are or know: two factors on its own.
+    return complete(flow, verified.user, [verified.amr, "mfa"])
+
+
+def _passkey_failed(flow: Flow, error: Exception, user: User | None) -> None:
+    svc = services()
+    if isinstance(error, passkeys.ClonedAuthenticatorError):
+        svc.audit.record(
+            get_session(),
+            "webauthn.cloned",
+            origin(),
+            subject_id=error.credential.user_id,
+            client_id=flow.client_id,
+            credential=error.credential.id,
+        )
+    svc.audit.record(
+        get_session(),
+        "login.failed",
+        origin(),
+        subject_id=user.id if user else None,
+        client_id=flow.client_id,
+        reason="webauthn",
+    )
 
 
 # -- password ---------------------------------------------------------------------
@@ -209,6 +276,9 @@ def password() -> Any:
 def _after_password(flow: Flow, user: User) -> Any:
     """Second factor if enrolled; enrolment if required and missing; else done."""
     methods = services().factors.methods(get_session(), user)
+    if Method.WEBAUTHN in methods:
+        flow.method = Method.WEBAUTHN
+        return _go(flow, Step.SECOND_FACTOR, "login.security_key")
     if Method.TOTP in methods:
         flow.method = Method.TOTP
         return _go(flow, Step.SECOND_FACTOR, "login.authenticator")
@@ -261,17 +331,9 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
 
 
 # -- second factor ----------------------------------------------------------------
-def _code_failed(flow: Flow, user: User, method: str) -> str | None:
-    """Count a wrong code; returns the message to show."""
+def _code_failed_count(user: User) -> str | None:
+    """Count a failed second factor towards the lock; the wait message if it locks."""
     svc = services()
-    svc.audit.record(
-        get_session(),
-        "login.failed",
-        origin(),
-        subject_id=user.id,
-        client_id=flow.client_id,
-        reason=method,
-    )
     locked_for = svc.lockout.failed(user.email, lockout.SECOND_FACTOR)
     if locked_for:
         svc.audit.record(
@@ -279,6 +341,19 @@ def _code_failed(flow: Flow, user: User, method: str) -> str | None:
         )
         return _wait_message(locked_for)
     return None
+
+
+def _code_failed(flow: Flow, user: User, method: str) -> str | None:
+    """Count a wrong code; returns the message to show when it locks the account."""
+    services().audit.record(
+        get_session(),
+        "login.failed",
+        origin(),
+        subject_id=user.id,
+        client_id=flow.client_id,
+        reason=method,
+    )
+    return _code_failed_count(user)
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
@@ -310,6 +385,50 @@ def authenticator() -> Any:
         return _render("totp", flow, 400, error=message or _("The code is not correct. Try again."))
     services().lockout.succeeded(user.email, lockout.SECOND_FACTOR)
     return complete(flow, user, ["pwd", "otp", "mfa"])
+
+
+@bp.route("/login/key", methods=["GET", "POST"])
+def security_key() -> Any:
+    """A passkey or security key as the second factor, after the password."""
+    try:
+        flow = _load(Step.SECOND_FACTOR)
+        user = _user(flow)
+    except FlowError:
+        return restart_page()
+    svc = services()
+    session = get_session()
+    scope = f"second:{flow.id}"
+    if request.method == "GET":
+        return _render(
+            "security_key", flow, options=svc.passkeys.authentication_options(session, scope, user)
+        )
+    try:
+        svc.lockout.attempt(user.email, lockout.SECOND_FACTOR)
+        verified = svc.passkeys.authenticate(
+            session, scope, request.form.get("credential", ""), user
+        )
+    except AccountLockedError as error:
+        return _render(
+            "security_key",
+            flow,
+            429,
+            options=svc.passkeys.authentication_options(session, scope, user),
+            error=_wait_message(error.resets_in),
+        )
+    except passkeys.CeremonyError as error:
+        _passkey_failed(flow, error, user)
+        message = _code_failed_count(user) or _(
+            "The security key could not be used. Try again or choose another way."
+        )
+        return _render(
+            "security_key",
+            flow,
+            400,
+            options=svc.passkeys.authentication_options(session, scope, user),
+            error=message,
+        )
+    svc.lockout.succeeded(user.email, lockout.SECOND_FACTOR)
+    return complete(flow, user, ["pwd", verified.amr, "mfa"])
 
 
 @bp.get("/login/methods")
@@ -599,24 +718,144 @@ def reset() -> Any:
 
 
 # -- the IdP's own account page ------------------------------------------------------------
-@bp.get("/account")
-def account() -> Any:
-    sso = current_sso()
-    user = get_session().get(User, sso.user_id) if sso else None
-    if sso is None or user is None:
-        flow = start_flow({}, Step.IDENTIFY, return_to=url_for("login.account"))
-        if flow is None:
-            return too_many_attempts_page(FLOW_WINDOW_SECONDS)
-        return redirect(url_for("login.identify", flow=flow.id))
-    enrolled = services().factors.methods(get_session(), user)
+#: How recent the login must be to add or remove a passkey.
+RECENT_LOGIN_SECONDS = 15 * 60
+
+
+def _account_login() -> Any:
+    """Log in (again: the flow always asks) and come back to the account page."""
+    flow = start_flow({}, Step.IDENTIFY, return_to=url_for("login.account"))
+    if flow is None:
+        return too_many_attempts_page(FLOW_WINDOW_SECONDS)
+    return redirect(url_for("login.identify", flow=flow.id))
+
+
+def _account_page(user: User, sso: Any, status: int = 200, **context: Any) -> Any:
+    svc = services()
+    session = get_session()
     names = {
+        Method.WEBAUTHN: _("Passkey or security key"),
         Method.TOTP: _("Authenticator app"),
         Method.SMS: _("SMS"),
         Method.RECOVERY: _("Emergency code"),
     }
-    return render_template(
-        "account/index.html", user=user, methods=enrolled, method_names=names, sso=sso
+    recent = clock.now() - sso.auth_time <= RECENT_LOGIN_SECONDS
+    page = render_template(
+        "account/index.html",
+        user=user,
+        methods=svc.factors.methods(session, user),
+        method_names=names,
+        keys=svc.passkeys.credentials(session, user.id),
+        options=svc.passkeys.registration_options(session, user, f"account:{sso.id}")
+        if recent
+        else None,
+        recent=recent,
+        **context,
     )
+    return page, status
+
+
+def _account_user() -> tuple[Any, User] | None:
+    sso = current_sso()
+    user = get_session().get(User, sso.user_id) if sso else None
+    return (sso, user) if sso and user else None
+
+
+@bp.get("/account")
+def account() -> Any:
+    """The user's own page: profile, second factors, passkeys, logout."""
+    found = _account_user()
+    if found is None or request.args.get("again"):
+        return _account_login()
+    sso, user = found
+    return _account_page(user, sso, notice=request.args.get("done"))
+
+
+@bp.post("/account/passkeys")
+def add_passkey() -> Any:
+    found = _account_user()
+    if found is None:
+        return _account_login()
+    sso, user = found
+    svc = services()
+    session = get_session()
+    if clock.now() - sso.auth_time > RECENT_LOGIN_SECONDS:
+        return _account_page(user, sso, 403, error=_("Log in again to add a passkey."))
+    name = request.form.get("name", "").strip() or _("Passkey")
+    try:
+        key = svc.passkeys.register(
+            session, user, f"account:{sso.id}", request.form.get("credential", ""), name
+        )
+    except passkeys.CeremonyError:
+        return _account_page(user, sso, 400, error=_("The passkey could not be added. Try again."))
+    svc.audit.record(
+        session, "passkey.added", origin(), subject_id=user.id, actor_id=user.id, credential=key.id
+    )
+    notify("passkey_added", user, name=key.name)
+    return redirect(url_for("login.account", done="added"))
+
+
+def _own_key(user: User, key_id: int) -> WebAuthnCredential | None:
+    key = get_session().get(WebAuthnCredential, key_id)
+    return key if key is not None and key.user_id == user.id else None
+
+
+@bp.post("/account/passkeys/<int:key_id>/rename")
+def rename_passkey(key_id: int) -> Any:
+    found = _account_user()
+    if found is None:
+        return _account_login()
+    sso, user = found
+    key = _own_key(user, key_id)
+    name = request.form.get("name", "").strip()
+    if key is None or not name:
+        return _account_page(user, sso, 400, error=_("Give the passkey a name."))
+    key.name = name[:100]
+    get_session().commit()
+    services().audit.record(
+        get_session(),
+        "passkey.renamed",
+        origin(),
+        subject_id=user.id,
+        actor_id=user.id,
+        credential=key.id,
+    )
+    return redirect(url_for("login.account", done="renamed"))
+
+
+@bp.post("/account/passkeys/<int:key_id>/delete")
+def delete_passkey(key_id: int) -> Any:
+    found = _account_user()
+    if found is None:
+        return _account_login()
+    sso, user = found
+    session = get_session()
+    key = _own_key(user, key_id)
+    if key is None:
+        return _account_page(user, sso, 404, error=_("That passkey does not exist."))
+    if clock.now() - sso.auth_time > RECENT_LOGIN_SECONDS:
+        return _account_page(user, sso, 403, error=_("Log in again to remove a passkey."))
+    if user.password_hash is None and len(services().passkeys.credentials(session, user.id)) == 1:
+        # Without a password this key is the only way in.
+        return _account_page(
+            user,
+            sso,
+            400,
+            error=_(
+                "This is your only way to log in, so it cannot be removed. Add another passkey first."
+            ),
+        )
+    session.delete(key)
+    session.commit()
+    services().audit.record(
+        session,
+        "passkey.removed",
+        origin(),
+        subject_id=user.id,
+        actor_id=user.id,
+        credential=key_id,
+    )
+    return redirect(url_for("login.account", done="removed"))
 
 
 @bp.post("/logout")
