@@ -91,6 +91,20 @@ class Factory:
                 self.services.factors.save_recovery_code(session, user.id, enrolment.emergency_code)
         return enrolment
 
+    def passkey(self, user: Any, device: Any, origin: str = "http://localhost") -> Any:
+        """Register ``device`` (a tests.authenticator.Authenticator) as a passkey of ``user``."""
+        from idp.db import get_session
+        from idp.models import User
+
+        with self.app.app_context():
+            session = get_session()
+            row = session.get(User, user.id)
+            passkeys = self.services.passkeys
+            options = passkeys.registration_options(session, row, "factory")
+            return passkeys.register(
+                session, row, "factory", device.create_json(options, origin), "Nøgle"
+            )
+
 
 @dataclass
 class Enrolment:

@@ -233,7 +233,7 @@ def passkey() -> Any:
     session.commit()
     svc.actions.void(session, user.id)
     _audit("passkey.added", user, credential=key.id, via="activation")
-    notify("passkey_added", user, name=key.name)
+    notify("passkey_added", user, key_name=key.name)
     flow.amr = ["hwk" if not key.backup_eligible else "swk", "mfa"]
     return _go(flow, Step.FINISHED, "activation.finished")
 

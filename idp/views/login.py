@@ -791,7 +791,7 @@ def add_passkey() -> Any:
     svc.audit.record(
         session, "passkey.added", origin(), subject_id=user.id, actor_id=user.id, credential=key.id
     )
-    notify("passkey_added", user, name=key.name)
+    notify("passkey_added", user, key_name=key.name)
     return redirect(url_for("login.account", done="added"))
 
 
