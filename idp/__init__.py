@@ -118,6 +118,7 @@ def _build_services(app: Flask, settings: Settings) -> None:
     from idp.services.keys import KeyRing
     from idp.services.keys import KeyStore
     from idp.services.lockout import Lockout
+    from idp.services.logout import Logout
     from idp.services.mail import build_mailer
     from idp.services.passkeys import Passkeys
     from idp.services.password_policy import PasswordPolicy
@@ -157,6 +158,9 @@ def _build_services(app: Flask, settings: Settings) -> None:
     sms_sender = build_sms_sender(settings.sms_url, settings.sms_token, store)
     server.register_endpoint(IdpRevocationEndpoint(server, tokens))
     server.register_endpoint(IdpIntrospectionEndpoint(server, tokens))
+    sessions = SessionStore(store, settings.session_idle_seconds, settings.session_absolute_seconds)
+    audit = Audit()
+    background = Background(app)
     app.extensions["idp"] = Services(
         settings=settings,
         store=store,
@@ -167,9 +171,7 @@ def _build_services(app: Flask, settings: Settings) -> None:
         consents=Consents(sessionmaker),
         tokens=tokens,
         flows=FlowStore(store, settings.flow_seconds),
-        sessions=SessionStore(
-            store, settings.session_idle_seconds, settings.session_absolute_seconds
-        ),
+        sessions=sessions,
         server=server,
         actions=ActionTokens(settings.action_link_seconds),
         factors=Factors(secret_box),
@@ -189,13 +191,24 @@ def _build_services(app: Flask, settings: Settings) -> None:
             max_failures=settings.lockout_failures,
             base_lock_seconds=settings.lockout_seconds,
         ),
-        audit=Audit(),
-        background=Background(app),
+        audit=audit,
+        background=background,
         passkeys=Passkeys(
             store,
             settings.rp_id,
             settings.brand_name,
             settings.webauthn_allowed_origins,
             settings.webauthn_attestation,
+        ),
+        logout=Logout(
+            sessions=sessions,
+            tokens=tokens,
+            clients=clients,
+            keyring=keyring,
+            audit=audit,
+            background=background,
+            issuer=settings.issuer,
+            retry_seconds=settings.logout_retry_seconds,
+            attempts=settings.logout_attempts,
         ),
     )

@@ -29,6 +29,8 @@ class Background:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="idp-background")
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
+        self._repeating: set[str] = set()
+        self._stopped = threading.Event()
 
     def submit(self, job: Callable[..., None], *args: Any) -> None:
         future = self._pool.submit(self._run, job, args)
@@ -46,6 +48,25 @@ class Background:
     def _forget(self, future: Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
+
+    def every(self, seconds: float, job: Callable[[], object]) -> None:
+        """Run ``job`` every ``seconds`` on a daemon thread, from now on (one
+        thread per job; later calls for the same job do nothing)."""
+        name = job.__qualname__
+        with self._lock:
+            if name in self._repeating:
+                return
+            self._repeating.add(name)
+
+        def loop() -> None:
+            while not self._stopped.wait(seconds):
+                self._run(job, ())
+
+        threading.Thread(target=loop, name=f"idp-every-{name}", daemon=True).start()
+
+    def stop(self) -> None:
+        """End the repeating jobs (tests, orderly shutdown)."""
+        self._stopped.set()
 
     def wait(self, timeout: float = 10) -> None:
         """Until every job submitted so far has run (tests, orderly shutdown)."""

@@ -101,6 +101,10 @@ class Settings:
     lockout_failures: int = 5
     #: The first lock's length; each further lock within a day doubles it (at most an hour).
     lockout_seconds: int = 300
+    #: First retry of a failed back-channel logout; each further one waits twice as long.
+    logout_retry_seconds: int = 10
+    #: Attempts per back-channel logout before it is given up (8: about 20 minutes).
+    logout_attempts: int = 8
     #: WebAuthn relying-party id (the issuer's host, or a parent domain); empty: the issuer's host.
     webauthn_rp_id: str = ""
     #: Origins that may use passkeys, comma-separated; empty: the issuer's origin.

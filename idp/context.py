@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from idp.services.keys import KeyRing
     from idp.services.keys import KeyStore
     from idp.services.lockout import Lockout
+    from idp.services.logout import Logout
     from idp.services.mail import Mailer
     from idp.services.passkeys import Passkeys
     from idp.services.password_policy import PasswordPolicy
@@ -60,6 +61,7 @@ class Services:
     audit: Audit
     background: Background
     passkeys: Passkeys
+    logout: Logout
 
 
 def services() -> Services:

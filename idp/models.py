@@ -9,6 +9,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import JSON
+from sqlalchemy import BigInteger
 from sqlalchemy import Boolean
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
@@ -121,7 +122,8 @@ class WebAuthnCredential(Base):
     #: base64url of the raw credential id.
     credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
-    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Up to 2**32 - 1.
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
     transports: Mapped[list[str]] = mapped_column(JSON, default=list)
     aaguid: Mapped[str] = mapped_column(String(36), default="")
     #: Whether the key may be synced (a passkey in a password manager), and is.
@@ -184,6 +186,7 @@ class Client(Base):
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, default=None)
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text, default=None)
     #: Where to send a user to log into this client (OIDC Registration ``initiate_login_uri``).
     initiate_login_uri: Mapped[str | None] = mapped_column(Text, default=None)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -244,3 +247,26 @@ class RefreshToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     #: Set when the token was exchanged; a second exchange is a replay.
     used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class LogoutDelivery(Base):
+    """A back-channel logout token on its way to a client. Sent at once from
+    the background; failures are retried with a growing delay until it is
+    delivered or ``attempts`` runs out."""
+
+    __tablename__ = "logout_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    session_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    uri: Mapped[str] = mapped_column(Text)
+    #: The signed logout token (no secret: it only says "this session ended").
+    logout_token: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(String(300), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

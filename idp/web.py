@@ -177,12 +177,14 @@ def init_app(app: Flask) -> None:
     from idp.views.consent import bp as consent_bp
     from idp.views.dev import bp as dev_bp
     from idp.views.login import bp as login_bp
+    from idp.views.logout import bp as logout_bp
 
     csrf.init_app(app)
     babel_dir = str(app.root_path) + "/translations"
     Babel(app, locale_selector=select_locale, default_translation_directories=babel_dir)
     app.register_blueprint(oidc_bp)
     app.register_blueprint(login_bp)
+    app.register_blueprint(logout_bp)
     app.register_blueprint(consent_bp)
     app.register_blueprint(activation_bp)
     if app.extensions["idp.settings"].env in ("development", "test"):

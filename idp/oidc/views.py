@@ -79,6 +79,7 @@ def discovery_document() -> dict[str, Any]:
         "jwks_uri": issuer + "/jwks.json",
         "revocation_endpoint": issuer + "/revoke",
         "introspection_endpoint": issuer + "/introspect",
+        "end_session_endpoint": issuer + "/logout",
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -121,6 +122,10 @@ def discovery_document() -> dict[str, Any]:
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["da", "en"],
         "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
     }
 
 

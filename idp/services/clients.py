@@ -56,6 +56,7 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...]
     backchannel_logout_uri: str | None
+    frontchannel_logout_uri: str | None
     initiate_login_uri: str | None
     scopes: tuple[str, ...]
     grant_types: tuple[str, ...]
@@ -72,6 +73,7 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]
             redirect_uris=tuple(row.redirect_uris),
             post_logout_redirect_uris=tuple(row.post_logout_redirect_uris),
             backchannel_logout_uri=row.backchannel_logout_uri,
+            frontchannel_logout_uri=row.frontchannel_logout_uri,
             initiate_login_uri=row.initiate_login_uri,
             scopes=tuple(row.scopes),
             grant_types=tuple(row.grant_types),
@@ -154,6 +156,7 @@ class ClientSpec:
     redirect_uris: list[str] | None = None
     post_logout_redirect_uris: list[str] | None = None
     backchannel_logout_uri: str | None = None
+    frontchannel_logout_uri: str | None = None
     initiate_login_uri: str | None = None
     scopes: list[str] | None = None
     grant_types: list[str] | None = None
@@ -291,6 +294,12 @@ class ClientRegistry:
             row.backchannel_logout_uri = (
                 _validate_uri(spec.backchannel_logout_uri, "back-channel logout URI")
                 if spec.backchannel_logout_uri
+                else None
+            )
+        if spec.frontchannel_logout_uri is not None:
+            row.frontchannel_logout_uri = (
+                _validate_uri(spec.frontchannel_logout_uri, "front-channel logout URI")
+                if spec.frontchannel_logout_uri
                 else None
             )
         if spec.initiate_login_uri is not None:

@@ -142,10 +142,18 @@ class Passkeys:
         return options_to_json(options)
 
     def register(
-        self, session: Session, user: User, scope: str, response: str, name: str
+        self,
+        session: Session,
+        user: User,
+        scope: str,
+        response: str,
+        name: str,
+        *,
+        commit: bool = True,
     ) -> WebAuthnCredential:
         """Verify the browser's answer to :meth:`registration_options` and keep the key.
 
+        :param commit: False leaves the new key in the caller's transaction.
         :raises CeremonyError: it does not verify, or the key is already registered.
         """
         challenge, require_uv = self._take_challenge(scope)
@@ -176,7 +184,10 @@ class Passkeys:
             name=name.strip()[:100],
         )
         session.add(credential)
-        session.commit()
+        if commit:
+            session.commit()
+        else:
+            session.flush()
         return credential
 
     # -- authentication ----------------------------------------------------------------

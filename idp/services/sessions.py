@@ -35,6 +35,11 @@ class SsoSession:
     last_seen: int
     #: The clients that received a code within this session.
     clients: list[str] = field(default_factory=list)
+    #: When each client first received a code within this session.
+    reached: dict[str, int] = field(default_factory=dict)
+    #: Where the login came from (shown to admins).
+    ip: str | None = None
+    user_agent: str | None = None
     #: Digest of the cookie secret: the Redis key of this session.
     key: str = ""
 
@@ -62,7 +67,13 @@ class SessionStore:
         pipe.execute()
 
     def create(
-        self, user_id: int, amr: list[str], acr: str, auth_time: int
+        self,
+        user_id: int,
+        amr: list[str],
+        acr: str,
+        auth_time: int,
+        ip: str | None = None,
+        user_agent: str | None = None,
     ) -> tuple[str, SsoSession]:
         """Start a session; returns the cookie secret and the session."""
         cookie = secrets.new_secret()
@@ -76,6 +87,8 @@ class SessionStore:
             created_at=now,
             last_seen=now,
             key=secrets.digest(cookie),
+            ip=ip,
+            user_agent=(user_agent or "")[:200] or None,
         )
         self._write(session, now)
         return cookie, session
@@ -101,9 +114,21 @@ class SessionStore:
         return session
 
     def add_client(self, session: SsoSession, client_id: str) -> None:
+        """Note that ``client_id`` got a code in this session (written only the
+        first time, so a repeated login into one client costs no write)."""
         if client_id not in session.clients:
+            now = clock.now()
             session.clients.append(client_id)
-            self._write(session, clock.now())
+            session.reached[client_id] = now
+            self._write(session, now)
+
+    def by_id(self, session_id: str) -> SsoSession | None:
+        """The live session with this public id (``sid``)."""
+        key = self.store.redis.get(self.store.key("sid", session_id))
+        if key is None:
+            return None
+        raw = self.store.redis.get(self.store.key("sess", key.decode()))
+        return SsoSession(**json.loads(raw)) if raw else None
 
     def for_user(self, user_id: int) -> list[SsoSession]:
         keys = self.store.redis.smembers(self.store.key("usess", str(user_id)))

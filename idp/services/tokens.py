@@ -301,6 +301,17 @@ class Tokens:
             self.store.key("deny", "grant", grant_id), 1, ex=self.access_token_seconds
         )
 
+    def revoke_session_grants(self, session: Session, session_id: str) -> int:
+        """Revoke the live grants made in one SSO session (indexed by session)."""
+        grant_ids = list(
+            session.scalars(
+                select(Grant.id).where(Grant.session_id == session_id, Grant.revoked_at.is_(None))
+            )
+        )
+        for grant_id in grant_ids:
+            self.revoke_grant(session, grant_id)
+        return len(grant_ids)
+
     def revoke_user_grants(self, session: Session, user_id: int) -> int:
         """Revoke every live grant of one user (indexed by user); returns how many."""
         grant_ids = list(

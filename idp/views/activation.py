@@ -160,7 +160,8 @@ def password() -> Any:
     except FlowError:
         return restart_page()
     if request.method == "GET":
-        return _render("password", flow)
+        offer = _may_use_passkey_instead(get_session(), get_session().merge(user))
+        return _render("password", flow, offer_passkey=offer)
 
     new = request.form.get("password", "")
     errors = password_policy_messages(services().password_policy.check(new, user.email))
@@ -191,9 +192,12 @@ def password() -> Any:
 
 @bp.route("/passkey", methods=["GET", "POST"])
 def passkey() -> Any:
-    """ "Log ind uden adgangskode": a passkey instead of a password. The
-    account then has no password at all; the passkey (with user
-    verification) is both factors, so nothing else is enrolled."""
+    """ "Log ind uden adgangskode": a passkey instead of a password, for a new
+    account only. The account then has no password; the passkey (with user
+    verification) is both factors, and an emergency code is saved next as
+    the way back in if the device is lost. An account that already has a
+    password or factors (J2) only sets its password here: the mailbox alone
+    must not replace its second factor."""
     try:
         flow = _load(Step.PASSWORD)
         user = _user(flow)
@@ -202,14 +206,17 @@ def passkey() -> Any:
     svc = services()
     session = get_session()
     user = session.merge(user)
+    if not _may_use_passkey_instead(session, user):
+        return redirect(url_for("activation.password", flow=flow.id))
     scope = f"activation:{flow.id}"
     if request.method == "GET":
         return _render(
             "passkey", flow, options=svc.passkeys.registration_options(session, user, scope)
         )
     try:
+        # Not committed yet: the key and the use of the link are one transaction.
         key = svc.passkeys.register(
-            session, user, scope, request.form.get("credential", ""), _("Passkey")
+            session, user, scope, request.form.get("credential", ""), _("Passkey"), commit=False
         )
     except passkeys.CeremonyError:
         return _render(
@@ -221,11 +228,11 @@ def passkey() -> Any:
         )
     try:
         if flow.token_hash:
-            svc.actions.consume(session, flow.token_hash)
+            svc.actions.consume(session, flow.token_hash)  # commits the key with it
+        else:
+            session.commit()
     except ActionTokenError as error:
-        session.delete(key)
-        session.commit()
-        svc.flows.finish(flow)
+        svc.flows.finish(flow)  # the key was rolled back with the link
         return _link_problem(error)
     user.email_verified = True
     if user.activated_at is None:
@@ -235,7 +242,16 @@ def passkey() -> Any:
     _audit("passkey.added", user, credential=key.id, via="activation")
     notify("passkey_added", user, key_name=key.name)
     flow.amr = ["hwk" if not key.backup_eligible else "swk", "mfa"]
-    return _go(flow, Step.FINISHED, "activation.finished")
+    return _go(flow, Step.RECOVERY, "activation.emergency_code")
+
+
+def _may_use_passkey_instead(session: Any, user: User) -> bool:
+    """Only a new account (no password, no factors) may start with a passkey."""
+    return (
+        user.password_hash is None
+        and user.activated_at is None
+        and not services().factors.methods(session, user)
+    )
 
 
 @bp.route("/totp", methods=["GET", "POST"])
@@ -389,7 +405,8 @@ def emergency_code() -> Any:
     services().factors.save_recovery_code(get_session(), user.id, code)
     flow.recovery_code = None
     _audit("factor.added", user, method="emergency_code")
-    notify("mfa_enabled", user)
+    if "otp" in flow.amr:
+        notify("mfa_enabled", user)  # a passkey account had its own e-mail
     return _go(flow, Step.FINISHED, "activation.finished")
 
 
@@ -415,7 +432,12 @@ def finished() -> Any:
     if enrolled:
         # The user proved the e-mail link, and the new password and app, or the passkey.
         cookie, sso = services().sessions.create(
-            user.id, amr=amr, acr=ACR_TWO_FACTORS, auth_time=clock.now()
+            user.id,
+            amr=amr,
+            acr=ACR_TWO_FACTORS,
+            auth_time=clock.now(),
+            ip=request.remote_addr,
+            user_agent=request.user_agent.string,
         )
         g.sso = sso
     if flow.params:

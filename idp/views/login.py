@@ -21,6 +21,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from idp import clock
 from idp.context import services
@@ -175,16 +176,9 @@ def passkey() -> Any:
             "The security key or passkey could not be used. Try again or log in with your e-mail address."
         )
         return _render("passkey", flow, 400, options=_passkey_options(flow), error=message)
-    try:
-        svc.lockout.check(verified.user.email)
-    except AccountLockedError as error:
-        return _render(
-            "passkey",
-            flow,
-            429,
-            options=_passkey_options(flow),
-            error=_wait_message(error.resets_in),
-        )
+    # No lockout check: a lock answers guessing, and a passkey cannot be
+    # guessed, so a lock someone provoked with wrong passwords does not keep
+    # the owner out.
     flow.user_id = verified.user.id
     flow.auth_time = clock.now()
     # A passkey with user verification is something you have and something
@@ -310,7 +304,12 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
         svc.sessions.revoke(previous)
     acr = ACR_TWO_FACTORS if "mfa" in amr else ACR_ONE_FACTOR
     cookie, sso = svc.sessions.create(
-        user.id, amr=amr, acr=acr, auth_time=flow.auth_time or clock.now()
+        user.id,
+        amr=amr,
+        acr=acr,
+        auth_time=flow.auth_time or clock.now(),
+        ip=request.remote_addr,
+        user_agent=request.user_agent.string,
     )
     g.sso = sso
     flow.amr = amr
@@ -835,6 +834,8 @@ def delete_passkey(key_id: int) -> Any:
         return _account_page(user, sso, 404, error=_("That passkey does not exist."))
     if clock.now() - sso.auth_time > RECENT_LOGIN_SECONDS:
         return _account_page(user, sso, 403, error=_("Log in again to remove a passkey."))
+    # Lock the user's row, so two removals at once cannot both pass the check.
+    session.execute(select(User.id).where(User.id == user.id).with_for_update())
     if user.password_hash is None and len(services().passkeys.credentials(session, user.id)) == 1:
         # Without a password this key is the only way in.
         return _account_page(
@@ -845,8 +846,10 @@ def delete_passkey(key_id: int) -> Any:
                 "This is your only way to log in, so it cannot be removed. Add another passkey first."
             ),
         )
+    name = key.name
     session.delete(key)
     session.commit()
+    notify("passkey_removed", user, key_name=name)
     services().audit.record(
         session,
         "passkey.removed",
@@ -856,16 +859,3 @@ def delete_passkey(key_id: int) -> Any:
         credential=key_id,
     )
     return redirect(url_for("login.account", done="removed"))
-
-
-@bp.post("/logout")
-def logout() -> Any:
-    """End this browser's IdP session (a POST with a CSRF token)."""
-    sso = current_sso()
-    if sso is not None:
-        services().sessions.revoke(sso)
-        services().audit.record(
-            get_session(), "logout", origin(), subject_id=sso.user_id, actor_id=sso.user_id
-        )
-    response = make_response(render_template("account/logged_out.html"))
-    return set_sso_cookie(response, None)

@@ -82,6 +82,11 @@ def test_activation_with_a_passkey_then_passwordless_login(page: Page, live_serv
     page.goto(next(link for link in mail.links() if "/activate/" in link))
     page.get_by_role("link", name="Log ind uden adgangskode").click()
     page.get_by_role("button", name="Opret en adgangsnøgle").click()
+    expect(
+        page.get_by_role("heading", name="Gem din engangskode til nødsituationer")
+    ).to_be_visible()
+    page.get_by_label("Jeg har sikkert kopieret og gemt denne kode.").check()
+    page.get_by_role("button", name="Næste").click()
     expect(page.get_by_role("heading", name="Din adgangsnøgle er klar")).to_be_visible()
     page.get_by_role("button", name="Næste").click()
     assert claims(page, portal)["amr"] == ["hwk", "mfa"]

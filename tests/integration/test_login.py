@@ -646,7 +646,7 @@ class TestSessions:
         page = client.get("/account")
         assert "kim@example.com" in text(page)
         assert "Din konto" in text(page)
-        out = client.post("/logout", data={"csrf_token": csrf_token(page)})
+        out = client.post("/logout", data={"csrf_token": csrf_token(page), "confirm": "yes"})
         assert out.status_code == HTTPStatus.OK
         assert "Du er logget ud" in text(out)
         response = authorize(client, authorize_params("portal", Pkce.new(), prompt="none"))

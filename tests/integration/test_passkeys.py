@@ -193,7 +193,13 @@ class TestActivation:
         assert "Opret en adgangsnøgle" in text(page)
         device = Authenticator()
         done = answer(client, page, page.request.url, device.create_json(options(page), ORIGIN))
+        # The way back in if the device is lost: the emergency code.
         page = follow(client, done)
+        assert "Gem din engangskode til nødsituationer" in text(page)
+        page = follow(
+            client,
+            client.post(page.request.url, data={"csrf_token": csrf_token(page), "saved": "yes"}),
+        )
         assert "Din adgangsnøgle er klar" in text(page)
         landed = client.post(page.request.url, data={"csrf_token": csrf_token(page)})
         assert landed.location == "http://localhost:8000/login"
@@ -208,6 +214,29 @@ class TestActivation:
         assert response.location.startswith(REDIRECT_URI)
         # The link is spent.
         assert client.get(link.removeprefix("http://localhost")).status_code == 400
+
+    def test_an_account_with_factors_cannot_swap_them_for_a_passkey(self, app, client, rp, factory):
+        """A new activation link (the mailbox alone) must not replace an
+        existing second factor with the reader's own passkey."""
+        from idp.invitations import invite
+        from idp.services.accounts import UserProfile
+
+        user = factory.user("kim@example.com")
+        factory.enrol(user)
+        with app.app_context():
+            invite(get_session(), "kim@example.com", UserProfile(given_name="Kim"), "portal")
+        link = next(m for m in app.extensions["idp"].mailer.messages()).links()[0]
+        page = follow(client, client.get(link.removeprefix("http://localhost")))
+        assert "Log ind uden adgangskode" not in text(page)
+        sneaky = client.get(page.request.url.replace("/activate/password", "/activate/passkey"))
+        assert sneaky.location.startswith("/activate/password?flow=")
+        posted = client.post(
+            page.request.url.replace("/activate/password", "/activate/passkey"),
+            data={"csrf_token": csrf_token(page), "credential": "{}"},
+        )
+        assert posted.location.startswith("/activate/password?flow=")
+        with app.app_context():
+            assert get_session().query(WebAuthnCredential).count() == 0
 
 
 class TestAccountPage:
@@ -262,6 +291,8 @@ class TestAccountPage:
             f"/account/passkeys/{first_id}/delete", data={"csrf_token": csrf_token(page)}
         )
         assert removed.location == "/account?done=removed"
+        notice = app.extensions["idp"].mailer.messages()[0]
+        assert notice.subject == "En adgangsnøgle er blevet fjernet fra din konto"
         # The removed key no longer logs in.
         refused, _ = passwordless(app.test_client(), first)
         assert refused.status_code == HTTPStatus.BAD_REQUEST

@@ -22,7 +22,7 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('credential_id', sa.String(length=1400), nullable=False),
     sa.Column('public_key', sa.LargeBinary(), nullable=False),
-    sa.Column('sign_count', sa.Integer(), nullable=False),
+    sa.Column('sign_count', sa.BigInteger(), nullable=False),
     sa.Column('transports', sa.JSON(), nullable=False),
     sa.Column('aaguid', sa.String(length=36), nullable=False),
     sa.Column('backup_eligible', sa.Boolean(), nullable=False),

@@ -1,0 +1,268 @@
+"""Logout and revocation: RP-initiated, back-channel (to a real HTTP server on
+loopback, with retries), front-channel, and revoking sessions of a user."""
+
+from __future__ import annotations
+
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+import pytest
+from joserfc import jwt
+
+from idp import clock
+from idp.db import get_session
+from idp.models import LogoutDelivery
+from idp.services.audit import Origin
+from idp.services.logout import BACKCHANNEL_EVENT
+from tests.factories import Pkce
+from tests.flows import authorize
+from tests.flows import authorize_params
+from tests.flows import csrf_token
+from tests.flows import exchange
+from tests.flows import login_for_code
+from tests.flows import query
+
+
+class Receiver:
+    """A product's back-channel logout endpoint on loopback; it can be down."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.up = True
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                if not receiver.up:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                receiver.tokens.append(parse_qs(body)["logout_token"][0])
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/backchannel-logout"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    found = Receiver()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def rp(factory, receiver):  # type: ignore[no-untyped-def]
+    return factory.client(
+        "portal",
+        post_logout_redirect_uris=["http://localhost:8000/logged-out"],
+        backchannel_logout_uri=receiver.url,
+        frontchannel_logout_uri="http://localhost:8000/frontchannel-logout",
+    )
+
+
+@pytest.fixture
+def user(factory):  # type: ignore[no-untyped-def]
+    return factory.user("kim@example.com")
+
+
+def tokens_for(client, rp, user) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    pkce = Pkce.new()
+    params = login_for_code(client, "portal", user.email, pkce)
+    return exchange(client, "portal", rp[1], params["code"], pkce).get_json()
+
+
+def logged_in(client) -> bool:  # type: ignore[no-untyped-def]
+    response = authorize(client, authorize_params("portal", Pkce.new(), prompt="none"))
+    return "code" in query(response.location)
+
+
+def deliveries(app) -> list[LogoutDelivery]:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        return list(get_session().query(LogoutDelivery).order_by(LogoutDelivery.id))
+
+
+def test_discovery_advertises_logout(client):
+    metadata = client.get("/.well-known/openid-configuration").get_json()
+    assert metadata["end_session_endpoint"] == "http://localhost/logout"
+    assert metadata["backchannel_logout_supported"] is True
+    assert metadata["backchannel_logout_session_supported"] is True
+    assert metadata["frontchannel_logout_supported"] is True
+
+
+def test_rp_initiated_logout_with_a_hint_returns_to_the_client_and_tells_every_product(
+    app, client, rp, user, receiver
+):
+    tokens = tokens_for(client, rp, user)
+    response = client.get(
+        "/logout",
+        query_string={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "http://localhost:8000/logged-out",
+            "state": "s 1",
+        },
+    )
+    # The front-channel frame first, then on to the client.
+    assert response.status_code == HTTPStatus.OK
+    page = response.get_data(as_text=True)
+    sid = jwt.decode(tokens["id_token"], app.extensions["idp"].keyring.keyset).claims["sid"]
+    assert (
+        f"http://localhost:8000/frontchannel-logout?iss=http%3A%2F%2Flocalhost&amp;sid={sid}"
+        in page
+    )
+    assert 'href="http://localhost:8000/logged-out?state=s%201"' in page
+    assert "frame-src http://localhost:8000" in response.headers["Content-Security-Policy"]
+    assert "idp_session=;" in response.headers["Set-Cookie"]
+    assert not logged_in(client)
+
+    # The back channel: a signed logout token reaches the product.
+    app.extensions["idp"].background.wait()
+    (token,) = receiver.tokens
+    decoded = jwt.decode(token, app.extensions["idp"].keyring.keyset)
+    assert decoded.header["typ"] == "logout+jwt"
+    claims = decoded.claims
+    assert claims["iss"] == "http://localhost"
+    assert claims["aud"] == "portal"
+    assert claims["sid"] == sid
+    assert claims["sub"] == user.subject
+    assert claims["events"] == {BACKCHANNEL_EVENT: {}}
+    assert "nonce" not in claims
+    (delivery,) = deliveries(app)
+    assert delivery.delivered_at is not None
+    # And the refresh token of that session is dead.
+    refreshed = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=("portal", rp[1]),
+    )
+    assert refreshed.get_json()["error"] == "invalid_grant"
+
+
+def test_without_a_hint_the_user_confirms(client, rp, user):
+    login_for_code(client, "portal", user.email, Pkce.new())
+    page = client.get("/logout")
+    assert "Vil du logge ud?" in page.get_data(as_text=True)
+    assert logged_in(client)  # a link alone logs nobody out
+    forged = client.post("/logout", data={"confirm": "yes"})
+    assert forged.status_code == HTTPStatus.BAD_REQUEST
+    done = client.post("/logout", data={"confirm": "yes", "csrf_token": csrf_token(page)})
+    assert "Du er logget ud" in done.get_data(as_text=True)
+    assert not logged_in(client)
+
+
+def test_a_hint_for_another_session_asks_first(app, client, rp, user):
+    old = tokens_for(app.test_client(), rp, user)  # another browser's session
+    login_for_code(client, "portal", user.email, Pkce.new())
+    page = client.get("/logout", query_string={"id_token_hint": old["id_token"]})
+    assert "Vil du logge ud?" in page.get_data(as_text=True)
+    assert logged_in(client)
+
+
+@pytest.mark.parametrize(
+    ("query_string", "message"),
+    [
+        ({"post_logout_redirect_uri": "https://evil.example/"}, "ikke registreret"),
+        ({"id_token_hint": "not-a-token"}, "ikke er vores"),
+        ({"client_id": "nobody"}, "ukendt program"),
+    ],
+)
+def test_bad_requests_get_an_error_page_and_no_redirect(client, rp, user, query_string, message):
+    login_for_code(client, "portal", user.email, Pkce.new())
+    if "post_logout_redirect_uri" in query_string:
+        query_string = {**query_string, "client_id": "portal"}
+    response = client.get("/logout", query_string=query_string)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert message in response.get_data(as_text=True)
+    assert logged_in(client)
+
+
+def test_a_product_that_was_down_receives_the_token_when_it_is_back(
+    app, client, rp, user, receiver, monkeypatch
+):
+    tokens = tokens_for(client, rp, user)
+    receiver.up = False
+    client.get("/logout", query_string={"id_token_hint": tokens["id_token"]})
+    app.extensions["idp"].background.wait()
+    (delivery,) = deliveries(app)
+    assert delivery.delivered_at is None
+    assert delivery.attempts == 1
+    assert delivery.last_error == "HTTP 503"
+    receiver.up = True
+    later = clock.now() + 11
+    monkeypatch.setattr(clock, "now", lambda: later)
+    with app.app_context():
+        assert app.extensions["idp"].logout.deliver_due() == 1
+    assert len(receiver.tokens) == 1
+    (delivery,) = deliveries(app)
+    assert delivery.attempts == 2
+    with app.app_context():
+        events = [e.event for e in app.extensions["idp"].audit.recent(get_session())]
+    assert events[:2] == ["logout.delivered", "logout.failed"]
+
+
+class TestRevocation:
+    def test_revoking_a_user_ends_sessions_grants_and_live_access_tokens(
+        self, app, client, rp, user
+    ):
+        tokens = tokens_for(client, rp, user)
+        with app.app_context():
+            ended = app.extensions["idp"].logout.end_user(
+                get_session(), user.id, Origin(ip="127.0.0.1")
+            )
+        assert ended.sessions == 1
+        assert ended.deliveries == 1
+        assert not logged_in(client)
+        introspected = client.post(
+            "/introspect", data={"token": tokens["access_token"]}, auth=("portal", rp[1])
+        ).get_json()
+        assert introspected == {"active": False}
+        userinfo = client.get(
+            "/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}
+        )
+        assert userinfo.status_code == HTTPStatus.UNAUTHORIZED
+        refreshed = client.post(
+            "/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            auth=("portal", rp[1]),
+        )
+        assert refreshed.get_json()["error"] == "invalid_grant"
+
+    def test_revoking_one_of_two_sessions_leaves_the_other(self, app, client, rp, user):
+        laptop, phone = app.test_client(), app.test_client()
+        laptop_tokens = tokens_for(laptop, rp, user)
+        phone_tokens = tokens_for(phone, rp, user)
+        sid = jwt.decode(laptop_tokens["id_token"], app.extensions["idp"].keyring.keyset).claims[
+            "sid"
+        ]
+        services = app.extensions["idp"]
+        with app.app_context():
+            sso = services.sessions.by_id(sid)
+            assert sso.reached == {"portal": sso.reached["portal"]}
+            services.logout.end_session(get_session(), sso, Origin())
+        assert not logged_in(laptop)
+        assert logged_in(phone)
+        refreshed = phone.post(
+            "/token",
+            data={"grant_type": "refresh_token", "refresh_token": phone_tokens["refresh_token"]},
+            auth=("portal", rp[1]),
+        )
+        assert "access_token" in refreshed.get_json()
+        dead = laptop.post(
+            "/token",
+            data={"grant_type": "refresh_token", "refresh_token": laptop_tokens["refresh_token"]},
+            auth=("portal", rp[1]),
+        )
+        assert dead.get_json()["error"] == "invalid_grant"
