@@ -13,13 +13,14 @@ $(INSTALLED): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-## Set up everything and start the IdP (http://localhost:5000) and the portal (http://localhost:5001).
+## Set up everything and start the IdP (:5000), the portal (:5001) and Akademiet (:5002).
 run: $(INSTALLED)
 	$(BIN)/idp db upgrade
 	$(BIN)/idp keys generate
 	$(BIN)/idp demo
 	@$(BIN)/python -m clients.portal & portal=$$!; \
-	trap 'kill $$portal 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/python -m clients.academy & academy=$$!; \
+	trap 'kill $$portal $$academy 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/idp run --host localhost --port 5000
 
 ## Run the whole test suite (SQLite + in-process Redis unless IDP_TEST_* are set).

@@ -365,75 +365,105 @@ def users_set_password(svc: Services, email: str, password: str) -> None:
 
 # -- demo -------------------------------------------------------------------------
 DEMO_EMAIL = "kim.demo@example.com"
+DEMO_ADMIN = "admin.demo@example.com"
 DEMO_PHONE = "+4520123160"
 PORTAL_URL = "http://localhost:5001"
+ACADEMY_URL = "http://localhost:5002"
+PRODUCT_SCOPES = ["openid", "profile", "email", "phone", "organization", "offline_access"]
 
 
 @main.command()
 @click.option("--portal-url", default=PORTAL_URL, show_default=True)
-@click.option(
-    "--env-file", default="instance/portal.env", show_default=True, type=click.Path(dir_okay=False)
-)
+@click.option("--academy-url", default=ACADEMY_URL, show_default=True)
+@click.option("--env-dir", default="instance", show_default=True, type=click.Path(file_okay=False))
 @with_services
-def demo(svc: Services, portal_url: str, env_file: str) -> None:
-    """Set up the portal client and a demo user for local development.
+def demo(svc: Services, portal_url: str, academy_url: str, env_dir: str) -> None:
+    """Set up the two products and two demo users for local development.
 
-    The portal's client secret goes to ENV_FILE (git-ignored) for the portal to
-    read; the demo user gets a fresh random password, printed here.
+    The portal (``portal``) and Akademiet (``academy``) are registered with
+    back-channel logout; their client secrets go to ENV_DIR/portal.env and
+    ENV_DIR/academy.env (git-ignored) for them to read. The demo user and the
+    demo admin get fresh random passwords and emergency codes, printed here;
+    their second factor is SMS, which lands in the development outbox.
     """
     if not svc.settings.is_development:
         raise click.ClickException("idp demo only runs with IDP_ENV=development")
+    for client_id, name, url, prefix in (
+        ("portal", "Customer Portal", portal_url, "PORTAL"),
+        ("academy", "Akademiet", academy_url, "ACADEMY"),
+    ):
+        secret = _demo_client(svc, client_id, name, url)
+        path = Path(env_dir) / f"{prefix.lower()}.env"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"{prefix}_ISSUER={svc.settings.issuer}\n{prefix}_CLIENT_ID={client_id}\n"
+            f"{prefix}_CLIENT_SECRET={secret}\n{prefix}_URL={url}\n"
+        )
+        path.chmod(0o600)
+
+    kim = _demo_user(
+        svc,
+        DEMO_EMAIL,
+        UserProfile(
+            name="Kim Demo",
+            given_name="Kim",
+            family_name="Demo",
+            job_title="HR assistent",
+            organization="Demo Organisation A/S",
+            locale="da",
+        ),
+    )
+    admin = _demo_user(
+        svc,
+        DEMO_ADMIN,
+        UserProfile(name="Alex Admin", given_name="Alex", locale="da", is_admin=True),
+    )
+    click.echo("")
+    click.echo(f"  Portal:     {portal_url}")
+    click.echo(f"  Akademiet:  {academy_url}")
+    click.echo(f"  IdP:        {svc.settings.issuer}  (admin: {svc.settings.issuer}/admin)")
+    for email, (password, code) in ((DEMO_EMAIL, kim), (DEMO_ADMIN, admin)):
+        click.echo(f"  Log in as {email} with password {password}")
+        click.echo(f"    Emergency code: {code}")
+    click.echo(f"  The SMS codes arrive in the outbox: {svc.settings.issuer}/dev/outbox")
+    click.echo("")
+
+
+def _demo_client(svc: Services, client_id: str, name: str, url: str) -> str:
     spec = ClientSpec(
-        client_id="portal",
-        display_name="Customer Portal",
+        client_id=client_id,
+        display_name=name,
         is_first_party=True,
-        redirect_uris=[portal_url + "/auth/callback"],
-        post_logout_redirect_uris=[portal_url + "/"],
-        initiate_login_uri=portal_url + "/login",
-        scopes=["openid", "profile", "email", "phone", "organization", "offline_access"],
+        redirect_uris=[url + "/auth/callback"],
+        post_logout_redirect_uris=[url + "/"],
+        backchannel_logout_uri=url + "/backchannel-logout",
+        initiate_login_uri=url + "/login",
+        scopes=PRODUCT_SCOPES,
         grant_types=["authorization_code", "refresh_token"],
     )
-    if svc.clients.get("portal") is None:
+    if svc.clients.get(client_id) is None:
         svc.clients.add(spec)
     else:
-        svc.clients.update("portal", spec)
-    secret = svc.clients.rotate_secret("portal")
-    path = Path(env_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f"PORTAL_ISSUER={svc.settings.issuer}\nPORTAL_CLIENT_ID=portal\n"
-        f"PORTAL_CLIENT_SECRET={secret}\nPORTAL_URL={portal_url}\n"
-    )
-    path.chmod(0o600)
+        svc.clients.update(client_id, spec)
+    return svc.clients.rotate_secret(client_id)
 
+
+def _demo_user(svc: Services, email: str, profile: UserProfile) -> tuple[str, str]:
+    """Create or refresh a demo account with SMS as its second factor; returns
+    its new password and emergency code."""
     password = "Demo-" + secrets.token_urlsafe(9)
-    profile = UserProfile(
-        name="Kim Demo",
-        given_name="Kim",
-        family_name="Demo",
-        job_title="HR assistent",
-        organization="Demo Organisation A/S",
-        locale="da",
-    )
-    if svc.accounts.find(DEMO_EMAIL) is None:
-        svc.accounts.create(DEMO_EMAIL, profile, password=password)
+    if svc.accounts.find(email) is None:
+        svc.accounts.create(email, profile, password=password)
     else:
-        svc.accounts.update(DEMO_EMAIL, profile)
-        svc.accounts.set_password(DEMO_EMAIL, password)
-    # Two-step verification by SMS; in development the SMS lands in the outbox.
+        svc.accounts.update(email, profile)
+        svc.accounts.set_password(email, password)
     session = get_session()
-    user = session.scalars(select(User).where(User.email == DEMO_EMAIL)).one()
+    user = session.scalars(select(User).where(User.email == email)).one()
     user.phone_number, user.phone_number_verified = DEMO_PHONE, True
     session.commit()
     emergency_code = recovery.generate_code()
     svc.factors.save_recovery_code(session, user.id, emergency_code)
-    click.echo("")
-    click.echo(f"  Portal:   {portal_url}")
-    click.echo(f"  IdP:      {svc.settings.issuer}")
-    click.echo(f"  Log in as {DEMO_EMAIL} with password {password}")
-    click.echo(f"  The SMS code arrives in the outbox: {svc.settings.issuer}/dev/outbox")
-    click.echo(f"  Emergency code: {emergency_code}")
-    click.echo("")
+    return password, emergency_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
+from clients.academy.app import create_app as create_academy
 from clients.portal.app import create_app as create_portal
 from idp import create_app
 from idp.config import Settings
@@ -185,16 +186,18 @@ def live_server(database_url: str, keys_dir: Path, store: Store) -> Iterator:
 def portal(live_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The customer portal on its own port, registered with the live IdP as
     ``portal``; yields its base URL."""
-    yield from _serve_portal(live_server, "portal", "Customer Portal")
+    yield from _serve_product(live_server, create_portal, "portal", "Customer Portal")
 
 
 @pytest.fixture
-def shop(live_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A second product (the portal app under another client id), for single sign-on."""
-    yield from _serve_portal(live_server, "shop", "Webshop")
+def academy(live_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The second product, Akademiet, for single sign-on and logout everywhere."""
+    yield from _serve_product(live_server, create_academy, "academy", "Akademiet")
 
 
-def _serve_portal(live_server, client_id: str, display_name: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def _serve_product(live_server, create, client_id: str, display_name: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Serve a product under ``clients/`` on its own port, registered with the
+    live IdP (back-channel logout included); yields its base URL."""
     dispatcher = _Dispatcher()
     server = make_server("localhost", 0, dispatcher, threaded=True)
     url = f"http://localhost:{server.port}"
@@ -202,23 +205,27 @@ def _serve_portal(live_server, client_id: str, display_name: str) -> Iterator[st
         client_id,
         display_name=display_name,
         redirect_uris=[url + "/auth/callback"],
+        post_logout_redirect_uris=[url + "/"],
+        backchannel_logout_uri=url + "/backchannel-logout",
         initiate_login_uri=url + "/login",
         scopes=["openid", "profile", "email", "phone", "organization", "offline_access"],
         grant_types=["authorization_code", "refresh_token"],
     )
-    dispatcher.app = create_portal(
+    dispatcher.app = create(
         {
             "ISSUER": live_server.base_url,
             "CLIENT_ID": client_id,
             "COOKIE_NAME": f"{client_id}_session",
             "CLIENT_SECRET": secret,
             "URL": url,
+            "CASES_DB": ":memory:",
         }
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield url
     server.shutdown()
+    server.server_close()
     thread.join()
 
 

@@ -174,7 +174,7 @@ def test_remembered_email_is_prefilled_until_the_back_arrow(page: Page, live_ser
     assert not [c for c in page.context.cookies() if c["name"] == "idp_email"]
 
 
-def test_single_sign_on_into_a_second_product(page: Page, live_server, portal, shop):
+def test_single_sign_on_into_a_second_product(page: Page, live_server, portal, academy):
     enrolment = _account(live_server)
     _email_and_password(page, portal)
     page.get_by_label("Indtast din sikkerhedskode").fill(enrolment.totp_code())
@@ -183,8 +183,9 @@ def test_single_sign_on_into_a_second_product(page: Page, live_server, portal, s
 
     visited: list[str] = []
     page.on("framenavigated", lambda frame: visited.append(frame.url))
-    page.goto(shop + "/login")
-    claims = _claims(page, shop)
-    assert claims["aud"] == ["shop"]
+    page.goto(academy + "/")
+    expect(page.get_by_text("Velkommen til Akademiet, Kim")).to_be_visible()
+    claims = page.request.get(academy + "/claims.json").json()["id_token"]
+    assert claims["aud"] == ["academy"]
     assert claims["amr"] == ["pwd", "otp", "mfa"]
     assert not [url for url in visited if "/login?flow=" in url]  # no IdP screen shown

@@ -188,7 +188,7 @@ def test_demo_refuses_outside_development(idp):
 def test_demo_registers_the_portal_and_a_user(idp, app, monkeypatch, tmp_path):
     monkeypatch.setenv("IDP_ENV", "development")
     env_file = tmp_path / "portal.env"
-    result = idp("demo", "--env-file", str(env_file))
+    result = idp("demo", "--env-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     password = result.output.split("with password ")[1].split()[0]
     values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
@@ -206,3 +206,13 @@ def test_demo_registers_the_portal_and_a_user(idp, app, monkeypatch, tmp_path):
         code = result.output.split("Emergency code: ")[1].split()[0]
         assert services.factors.use_recovery_code(get_session(), user.id, code)
     assert "/dev/outbox" in result.output
+    academy = dict(
+        line.split("=", 1) for line in (tmp_path / "academy.env").read_text().splitlines()
+    )
+    assert app.extensions["idp"].clients.get("academy").check_client_secret(
+        academy["ACADEMY_CLIENT_SECRET"]
+    )
+    assert app.extensions["idp"].clients.get("academy").backchannel_logout_uri == (
+        "http://localhost:5002/backchannel-logout"
+    )
+    assert app.extensions["idp"].accounts.find("admin.demo@example.com").is_admin

@@ -1,0 +1,1 @@
+"""Akademiet: a second product, for single sign-on and logout everywhere."""
