@@ -212,3 +212,7 @@ def _build_services(app: Flask, settings: Settings) -> None:
             attempts=settings.logout_attempts,
         ),
     )
+    if settings.env != "test":
+        # Retries of back-channel logouts (tests start it at their first logout).
+        services_ = app.extensions["idp"]
+        background.every(settings.logout_retry_seconds, services_.logout.deliver_due)

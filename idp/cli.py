@@ -18,6 +18,7 @@ import click
 from flask import Flask
 from sqlalchemy import select
 
+from idp import admin
 from idp import clock
 from idp import create_app
 from idp.config import ConfigError
@@ -28,6 +29,7 @@ from idp.models import User
 from idp.services import recovery
 from idp.services.accounts import AccountError
 from idp.services.accounts import UserProfile
+from idp.services.audit import Origin
 from idp.services.clients import GRANT_TYPES
 from idp.services.clients import SCOPES
 from idp.services.clients import ClientError
@@ -361,6 +363,79 @@ def users_list(svc: Services) -> None:
 def users_set_password(svc: Services, email: str, password: str) -> None:
     svc.accounts.set_password(email, password)
     click.echo(f"password of {email} changed")
+
+
+def _user_or_fail(svc: Services, email: str) -> User:
+    user = get_session().scalars(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        raise click.ClickException(f"no account {email}")
+    return user
+
+
+CLI_ORIGIN = Origin(user_agent="idp command line")
+
+
+def _user_action(name: str, action: Callable[..., Any], help_text: str) -> None:
+    @users.command(name, help=help_text)
+    @click.argument("email")
+    @with_services
+    def command(svc: Services, email: str) -> None:
+        user = _user_or_fail(svc, email)
+        ended = action(get_session(), user, CLI_ORIGIN, None)
+        svc.background.wait()  # the back-channel logouts leave before the command ends
+        sessions = f" ({ended.sessions} sessions ended)" if ended else ""
+        click.echo(f"{name}: {user.email}{sessions}")
+
+
+_user_action("disable", admin.disable, "Disable the account and log it out everywhere.")
+_user_action("enable", admin.enable, "Enable a disabled account.")
+_user_action(
+    "reset-factors", admin.reset_factors, "Forget its second factors; enrol again at next login."
+)
+_user_action(
+    "force-password-reset",
+    admin.force_password_reset,
+    "Stop its password and e-mail a link to choose a new one.",
+)
+_user_action("resend-invite", admin.resend_invitation, "E-mail a new activation link.")
+
+
+# -- sessions ---------------------------------------------------------------------
+@main.group()
+def sessions() -> None:
+    """Login sessions: list, revoke (with back-channel logout to every product)."""
+
+
+@sessions.command("list")
+@click.option("--user", "email", required=True, help="The account's e-mail address.")
+@with_services
+def sessions_list(svc: Services, email: str) -> None:
+    user = _user_or_fail(svc, email)
+    for sso in sorted(svc.sessions.for_user(user.id), key=lambda s: s.created_at):
+        started = dt.datetime.fromtimestamp(sso.created_at, dt.UTC).isoformat(timespec="seconds")
+        click.echo(
+            f"{sso.id}\t{started}\t{sso.ip or '-'}\t{' '.join(sso.amr)}\t{','.join(sso.clients)}"
+        )
+
+
+@sessions.command("revoke")
+@click.option("--user", "email", help="Revoke every session of this account.")
+@click.option("--session", "session_id", help="Revoke one session (its id from `sessions list`).")
+@with_services
+def sessions_revoke(svc: Services, email: str | None, session_id: str | None) -> None:
+    if bool(email) == bool(session_id):
+        raise click.UsageError("give either --user or --session")
+    db = get_session()
+    if email:
+        ended = admin.revoke_all(db, _user_or_fail(svc, email), CLI_ORIGIN, None)
+    else:
+        sso = svc.sessions.by_id(session_id or "")
+        if sso is None:
+            raise click.ClickException("no such session (it may have ended already)")
+        user = db.get(User, sso.user_id)
+        ended = admin.revoke_session(db, user, sso, CLI_ORIGIN, None)  # type: ignore[arg-type]
+    svc.background.wait()
+    click.echo(f"{ended.sessions} sessions revoked, {ended.deliveries} products told")
 
 
 # -- demo -------------------------------------------------------------------------

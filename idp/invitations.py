@@ -1,5 +1,6 @@
-"""Inviting users: the account is created (or found) and an activation link is
-e-mailed. Used by ``idp users invite`` and the admin pages."""
+"""E-mailed links: inviting users (the account is created or found and an
+activation link is e-mailed) and password-reset links. Used by the login
+screens, ``idp users …`` and the admin pages."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from idp.notify import send_email
 from idp.services.accounts import UserProfile
 from idp.services.accounts import normalize_email
 from idp.services.actions import ACTIVATION
+from idp.services.actions import PASSWORD_RESET
 
-__all__ = ["activation_link", "invite", "send_activation_link"]
+__all__ = ["activation_link", "invite", "send_activation_link", "send_password_reset_link"]
 
 
 def activation_link(token: str) -> str:
@@ -28,6 +30,17 @@ def send_activation_link(session: Session, user: User, client_id: str | None) ->
         user,
         link=activation_link(token),
         client_name=client.display_name if client else services().settings.brand_name,
+        hours=services().settings.action_link_seconds // 3600,
+    )
+
+
+def send_password_reset_link(session: Session, user: User, client_id: str | None) -> None:
+    """E-mail ``user`` a fresh single-use link to choose a new password."""
+    token = services().actions.issue(session, user.id, PASSWORD_RESET, client_id)
+    send_email(
+        "password_reset",
+        user,
+        link=f"{services().settings.issuer}/reset/{token}",
         hours=services().settings.action_link_seconds // 3600,
     )
 

@@ -174,6 +174,7 @@ def _security_headers(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     from idp.oidc.views import bp as oidc_bp
     from idp.views.activation import bp as activation_bp
+    from idp.views.admin import bp as admin_bp
     from idp.views.consent import bp as consent_bp
     from idp.views.dev import bp as dev_bp
     from idp.views.login import bp as login_bp
@@ -185,6 +186,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(oidc_bp)
     app.register_blueprint(login_bp)
     app.register_blueprint(logout_bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(consent_bp)
     app.register_blueprint(activation_bp)
     if app.extensions["idp.settings"].env in ("development", "test"):

@@ -129,6 +129,7 @@ def settings(database_url: str, keys_dir: Path) -> Settings:
 def app(settings: Settings, store: Store) -> Iterator:
     app = create_app(settings, store=store)
     yield app
+    app.extensions["idp"].background.stop()
     engine = app.extensions["idp.engine"]
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
@@ -155,8 +156,13 @@ class _Dispatcher:
     """A WSGI app that is set after the server has its port (the issuer needs it)."""
 
     app = None
+    #: While False the server answers 503, as a product that is down.
+    up = True
 
     def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        if not self.up:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"down"]
         return self.app(environ, start_response)
 
 
@@ -167,12 +173,15 @@ def live_server(database_url: str, keys_dir: Path, store: Store) -> Iterator:
     dispatcher = _Dispatcher()
     server = make_server("localhost", 0, dispatcher, threaded=True)
     base_url = f"http://localhost:{server.port}"
-    app = create_app(make_settings(database_url, keys_dir, issuer=base_url), store=store)
+    # Back-channel logouts that fail are retried after a second, not ten.
+    settings = make_settings(database_url, keys_dir, issuer=base_url, logout_retry_seconds=1)
+    app = create_app(settings, store=store)
     app.base_url = base_url  # type: ignore[attr-defined]
     dispatcher.app = app
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield app
+    app.extensions["idp"].background.stop()
     server.shutdown()
     thread.join()
     engine = app.extensions["idp.engine"]
@@ -221,6 +230,7 @@ def _serve_product(live_server, create, client_id: str, display_name: str) -> It
             "CASES_DB": ":memory:",
         }
     )
+    live_server.extensions.setdefault("test_products", {})[client_id] = dispatcher
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield url

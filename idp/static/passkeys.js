@@ -1,7 +1,8 @@
 // WebAuthn in the browser. The server's options arrive in the form's
 // data-options (JSON, base64url for bytes); the browser's answer goes back in
 // the form's hidden "credential" field by an ordinary POST (CSRF token and
-// all). Elements with data-webauthn-start begin the ceremony; with
+// all). Elements with data-webauthn-start (inactive until this script is
+// ready) begin the ceremony; with
 // data-conditional the browser may also offer passkeys in the e-mail field's
 // autofill.
 "use strict";
@@ -83,12 +84,15 @@
     starts.forEach((element) => element.setAttribute("aria-disabled", "true"));
     return;
   }
-  starts.forEach((element) =>
+  // The controls stay inactive until this script can run the ceremony.
+  starts.forEach((element) => {
     element.addEventListener("click", (event) => {
       event.preventDefault();
       ceremony(null);
-    }),
-  );
+    });
+    element.disabled = false;
+    element.removeAttribute("aria-disabled");
+  });
   if (form.dataset.conditional && PublicKeyCredential.isConditionalMediationAvailable) {
     PublicKeyCredential.isConditionalMediationAvailable().then((available) => {
       if (available) ceremony("conditional");

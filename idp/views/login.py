@@ -26,10 +26,10 @@ from sqlalchemy import select
 from idp import clock
 from idp.context import services
 from idp.db import get_session
+from idp.invitations import send_password_reset_link
 from idp.models import User
 from idp.models import WebAuthnCredential
 from idp.notify import notify
-from idp.notify import send_email
 from idp.oidc.views import FLOW_WINDOW_SECONDS
 from idp.oidc.views import continue_flow
 from idp.oidc.views import restart_page
@@ -640,13 +640,7 @@ def _send_reset_link(email: str, client_id: str | None, where: Origin) -> None:
     if user is None or not user.is_active:
         return
     session = get_session()
-    token = svc.actions.issue(session, user.id, PASSWORD_RESET, client_id)
-    send_email(
-        "password_reset",
-        user,
-        link=f"{svc.settings.issuer}/reset/{token}",
-        hours=svc.settings.action_link_seconds // 3600,
-    )
+    send_password_reset_link(session, session.merge(user), client_id)
     svc.audit.record(session, "password.reset_requested", where, subject_id=user.id)
 
 

@@ -209,8 +209,10 @@ def test_demo_registers_the_portal_and_a_user(idp, app, monkeypatch, tmp_path):
     academy = dict(
         line.split("=", 1) for line in (tmp_path / "academy.env").read_text().splitlines()
     )
-    assert app.extensions["idp"].clients.get("academy").check_client_secret(
-        academy["ACADEMY_CLIENT_SECRET"]
+    assert (
+        app.extensions["idp"]
+        .clients.get("academy")
+        .check_client_secret(academy["ACADEMY_CLIENT_SECRET"])
     )
     assert app.extensions["idp"].clients.get("academy").backchannel_logout_uri == (
         "http://localhost:5002/backchannel-logout"
