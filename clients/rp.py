@@ -51,6 +51,8 @@ LOGIN_PARAMS = ("prompt", "login_hint", "ui_locales", "max_age")
 SETTINGS = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET", "URL", "SECRET_KEY", "COOKIE_NAME")
 REQUIRED = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET")
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_TYPE = "logout+jwt"  # noqa: S105 - a media type
+SIGNING_ALGORITHMS = ["RS256", "ES256"]
 #: How old a logout token may be (its ``iat``), and how long its ``jti`` is remembered.
 LOGOUT_TOKEN_MAX_AGE = 300
 
@@ -173,6 +175,7 @@ class RelyingParty:
         self.store = SessionStore()
         self._refresh_lock = threading.Lock()
         self._seen_logout_tokens: dict[str, float] = {}
+        self._logout_lock = threading.Lock()
         self.csrf = CSRFProtect(app)
         self.idp = OAuth(app).register(
             "idp",
@@ -266,11 +269,18 @@ class RelyingParty:
 
         :raises ValueError: the token is not a valid logout token for us.
         """
-        try:
-            keys = KeySet.import_key_set(self.idp.fetch_jwk_set())
-            decoded = jwt.decode(token, keys)
-        except (JoseError, ValueError, TypeError) as error:
-            raise ValueError("bad signature") from error
+        decoded = None
+        for refetch in (False, True):  # the IdP may have rotated its keys since
+            try:
+                keys = KeySet.import_key_set(self.idp.fetch_jwk_set(force=refetch))
+                decoded = jwt.decode(token, keys, algorithms=SIGNING_ALGORITHMS)
+                break
+            except (JoseError, ValueError, TypeError):
+                continue
+        if decoded is None:
+            raise ValueError("bad signature")
+        if decoded.header.get("typ", LOGOUT_TOKEN_TYPE) != LOGOUT_TOKEN_TYPE:
+            raise ValueError("not a logout token")
         claims = decoded.claims
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
@@ -284,12 +294,14 @@ class RelyingParty:
             or abs(now - claims["iat"]) > LOGOUT_TOKEN_MAX_AGE
         ):
             raise ValueError("too old")
+        if "exp" in claims and (not isinstance(claims["exp"], int) or claims["exp"] < now):
+            raise ValueError("expired")
         if BACKCHANNEL_EVENT not in (claims.get("events") or {}):
             raise ValueError("not a logout event")
         if not (claims.get("sid") or claims.get("sub")) or "nonce" in claims:
             raise ValueError("malformed")
         jti = str(claims.get("jti") or "")
-        with self._refresh_lock:
+        with self._logout_lock:
             for old, seen in list(self._seen_logout_tokens.items()):
                 if now - seen > LOGOUT_TOKEN_MAX_AGE * 2:
                     del self._seen_logout_tokens[old]

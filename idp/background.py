@@ -30,6 +30,8 @@ class Background:
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._repeating: set[str] = set()
+        self._queued: set[str] = set()
+        self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
 
     def submit(self, job: Callable[..., None], *args: Any) -> None:
@@ -62,11 +64,33 @@ class Background:
             while not self._stopped.wait(seconds):
                 self._run(job, ())
 
-        threading.Thread(target=loop, name=f"idp-every-{name}", daemon=True).start()
+        thread = threading.Thread(target=loop, name=f"idp-every-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
-    def stop(self) -> None:
-        """End the repeating jobs (tests, orderly shutdown)."""
+    def submit_once(self, job: Callable[[], object]) -> None:
+        """Queue ``job`` unless a run of it is already waiting to start."""
+        name = job.__qualname__
+        with self._lock:
+            if name in self._queued:
+                return
+            self._queued.add(name)
+
+        def run() -> None:
+            with self._lock:
+                self._queued.discard(name)
+            job()
+
+        run.__qualname__ = name
+        self.submit(run)
+
+    def stop(self, timeout: float = 10) -> None:
+        """End the repeating jobs and let the queued ones finish (tests,
+        orderly shutdown); nothing is accepted afterwards."""
         self._stopped.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._pool.shutdown(wait=True)
 
     def wait(self, timeout: float = 10) -> None:
         """Until every job submitted so far has run (tests, orderly shutdown)."""

@@ -263,7 +263,8 @@ class LogoutDelivery(Base):
     )
     session_id: Mapped[str | None] = mapped_column(String(64), default=None)
     uri: Mapped[str] = mapped_column(Text)
-    #: The signed logout token (no secret: it only says "this session ended").
+    #: The last logout token sent, signed afresh at each attempt (no secret:
+    #: it only says "this session ended").
     logout_token: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

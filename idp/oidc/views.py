@@ -237,8 +237,10 @@ def _validate(req: ParamsRequest) -> tuple[Any, str]:
 
 
 def _issue_code(grant: Any, redirect_uri: str, sso: SsoSession) -> Response:
+    # Noted in the session first; a session revoked meanwhile gets no code.
+    if not services().sessions.add_client(sso, grant.request.client.client_id):
+        raise LoginRequiredError(redirect_uri=redirect_uri)
     status, body, headers = grant.create_authorization_response(redirect_uri, sso)
-    services().sessions.add_client(sso, grant.request.client.client_id)
     response = Response(body, status=status, headers=headers)
     _issuer.add_issuer_parameter(services().server, response)
     return response

@@ -25,6 +25,8 @@ from urllib.parse import urlencode
 
 import requests
 from joserfc import jwt
+from sqlalchemy import delete
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -54,6 +56,7 @@ LOGOUT_TOKEN_SECONDS = 120
 TIMEOUT_SECONDS = (3, 5)
 CLAIM_SECONDS = 60
 BATCH = 50
+KEEP_DAYS = 7
 
 
 @dataclass
@@ -117,7 +120,7 @@ class Logout:
                         user_id=sso.user_id,
                         session_id=sso.id,
                         uri=client.backchannel_logout_uri,
-                        logout_token=self.logout_token(client_id, client.signing_alg, sso),
+                        logout_token="",  # signed at each attempt, so a retry is fresh
                     )
                 )
                 ended.deliveries += 1
@@ -136,7 +139,7 @@ class Logout:
             clients=list(sso.clients),
         )
         if ended.deliveries:
-            self.background.submit(self.deliver_due)
+            self.background.submit_once(self.deliver_due)
             self.background.every(self.retry_seconds, self.deliver_due)
         return ended
 
@@ -152,21 +155,26 @@ class Logout:
         self.tokens.revoke_user_grants(db, user_id)
         return total
 
-    def logout_token(self, client_id: str, alg: str, sso: SsoSession) -> str:
+    def logout_token(self, delivery: LogoutDelivery) -> str:
+        """A freshly signed logout token for ``delivery`` (OIDC Back-Channel
+        Logout 1.0 §2.4), in the client's signing algorithm."""
         from idp.db import get_session
         from idp.models import User
 
-        user = get_session().get(User, sso.user_id)
+        client = self.clients.get(delivery.client_id)
+        alg = client.signing_alg if client else "RS256"
+        user = get_session().get(User, delivery.user_id) if delivery.user_id else None
         now = clock.now()
-        claims = {
+        claims: dict[str, object] = {
             "iss": self.issuer,
-            "aud": client_id,
+            "aud": delivery.client_id,
             "iat": now,
             "exp": now + LOGOUT_TOKEN_SECONDS,
             "jti": secrets.new_secret(),
-            "sid": sso.id,
             "events": {BACKCHANNEL_EVENT: {}},
         }
+        if delivery.session_id:
+            claims["sid"] = delivery.session_id
         if user is not None:
             claims["sub"] = user.subject
         key = self.keyring.signing_key(alg)
@@ -192,6 +200,20 @@ class Logout:
                 .limit(BATCH)
             )
         )
+        # Finished rows are kept a week for the admins, then dropped.
+        week_ago = now - dt.timedelta(days=KEEP_DAYS)
+        db.execute(
+            delete(LogoutDelivery)
+            .where(
+                LogoutDelivery.created_at < week_ago,
+                or_(
+                    LogoutDelivery.delivered_at.is_not(None),
+                    LogoutDelivery.attempts >= self.attempts,
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        db.commit()
         delivered = 0
         for delivery in due:
             if self._claim(db, delivery, now):
@@ -214,6 +236,7 @@ class Logout:
 
     def _attempt(self, db: Session, delivery: LogoutDelivery) -> int:
         error = None
+        delivery.logout_token = self.logout_token(delivery)
         try:
             response = requests.post(
                 delivery.uri,

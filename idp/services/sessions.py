@@ -53,18 +53,25 @@ class SessionStore:
     def _ttl(self, session: SsoSession, now: int) -> int:
         return min(self.idle_seconds, session.created_at + self.absolute_seconds - now)
 
-    def _write(self, session: SsoSession, now: int) -> None:
+    def _write(self, session: SsoSession, now: int, *, create: bool = False) -> bool:
+        """Store the session. An update only rewrites a session that still
+        exists (``XX``), so a request that read it before a revocation cannot
+        bring it back; returns whether it was written."""
         ttl = self._ttl(session, now)
         if ttl <= 0:
-            return
+            return False
         r = self.store.redis
+        payload = json.dumps(asdict(session))
+        sess_key = self.store.key("sess", session.key)
+        if not r.set(sess_key, payload, ex=ttl, nx=create, xx=not create):
+            return False
         pipe = r.pipeline()
-        pipe.set(self.store.key("sess", session.key), json.dumps(asdict(session)), ex=ttl)
         pipe.set(self.store.key("sid", session.id), session.key, ex=ttl)
         user_index = self.store.key("usess", str(session.user_id))
         pipe.sadd(user_index, session.key)
         pipe.expire(user_index, self.absolute_seconds)
         pipe.execute()
+        return True
 
     def create(
         self,
@@ -90,7 +97,7 @@ class SessionStore:
             ip=ip,
             user_agent=(user_agent or "")[:200] or None,
         )
-        self._write(session, now)
+        self._write(session, now, create=True)
         return cookie, session
 
     def get(self, cookie: str | None) -> SsoSession | None:
@@ -110,17 +117,20 @@ class SessionStore:
             return None
         if now - session.last_seen >= TOUCH_INTERVAL_SECONDS:
             session.last_seen = now
-            self._write(session, now)
+            if not self._write(session, now):
+                return None  # revoked meanwhile
         return session
 
-    def add_client(self, session: SsoSession, client_id: str) -> None:
+    def add_client(self, session: SsoSession, client_id: str) -> bool:
         """Note that ``client_id`` got a code in this session (written only the
-        first time, so a repeated login into one client costs no write)."""
-        if client_id not in session.clients:
-            now = clock.now()
-            session.clients.append(client_id)
-            session.reached[client_id] = now
-            self._write(session, now)
+        first time, so a repeated login into one client costs no write).
+        Returns False when the session has ended meanwhile."""
+        if client_id in session.clients:
+            return True
+        now = clock.now()
+        session.clients.append(client_id)
+        session.reached[client_id] = now
+        return self._write(session, now)
 
     def by_id(self, session_id: str) -> SsoSession | None:
         """The live session with this public id (``sid``)."""

@@ -162,6 +162,8 @@ def _when(seconds: int | None) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+#: Actions that could lock an administrator out.
+LOCKING_ACTIONS = ("disable", "reset-factors", "force-password-reset")
 ACTIONS = {
     "disable": admin.disable,
     "enable": admin.enable,
@@ -181,9 +183,13 @@ def act(me: User, user_id: int, action: str) -> Any:
         abort(404)
     if not _confirmed():
         return _refused(target)
-    if target.id == me.id and action in ("disable", "reset-factors", "force-password-reset"):
+    if target.is_admin and action in LOCKING_ACTIONS:
+        # Nobody locks an administrator (or themselves) out from here; the
+        # command line, on the server, can.
         return error_page(
-            _("Not allowed"), _("You cannot do this to your own account here."), status=400
+            _("Not allowed"),
+            _("Administrators are disabled or reset on the command line, not here."),
+            status=403,
         )
     run(get_session(), target, origin(), me.id)
     return _done(target, action)

@@ -188,11 +188,13 @@ class TestUsersAndSessions:
         )
         assert bad.status_code == HTTPStatus.BAD_REQUEST
 
-    def test_an_admin_cannot_disable_themselves(self, admin_client):
-        me = admin_client.admin
-        page = admin_client.get(f"/admin/users/{me.id}")
-        response = confirm(admin_client, page, f"/admin/users/{me.id}/disable")
-        assert response.status_code == HTTPStatus.BAD_REQUEST
+    def test_admins_cannot_lock_out_admins_here(self, admin_client, factory):
+        other = factory.user("other.admin@example.com", is_admin=True)
+        for target in (admin_client.admin, other):
+            page = admin_client.get(f"/admin/users/{target.id}")
+            for action in ("disable", "reset-factors", "force-password-reset"):
+                response = confirm(admin_client, page, f"/admin/users/{target.id}/{action}")
+                assert response.status_code == HTTPStatus.FORBIDDEN
 
     def test_audit_log_filters(self, app, admin_client, rp, kim):
         browser = app.test_client()

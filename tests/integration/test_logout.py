@@ -201,11 +201,13 @@ def test_a_product_that_was_down_receives_the_token_when_it_is_back(
     assert delivery.attempts == 1
     assert delivery.last_error == "HTTP 503"
     receiver.up = True
-    later = clock.now() + 11
+    later = clock.now() + 400  # long after the first token would have been too old
     monkeypatch.setattr(clock, "now", lambda: later)
     with app.app_context():
         assert app.extensions["idp"].logout.deliver_due() == 1
-    assert len(receiver.tokens) == 1
+    (token,) = receiver.tokens
+    claims = jwt.decode(token, app.extensions["idp"].keyring.keyset).claims
+    assert claims["iat"] == later  # signed afresh for the retry
     (delivery,) = deliveries(app)
     assert delivery.attempts == 2
     with app.app_context():
@@ -239,6 +241,19 @@ class TestRevocation:
             auth=("portal", rp[1]),
         )
         assert refreshed.get_json()["error"] == "invalid_grant"
+
+    def test_a_request_that_read_the_session_before_it_ended_cannot_revive_it(
+        self, app, client, rp, user
+    ):
+        login_for_code(client, "portal", user.email, Pkce.new())
+        services = app.extensions["idp"]
+        with app.app_context():
+            (sso,) = services.sessions.for_user(user.id)
+            services.logout.end_session(get_session(), sso, Origin())
+            # A slow request still holding the session notes a new client.
+            assert services.sessions.add_client(sso, "academy") is False
+        assert not logged_in(client)
+        assert services.sessions.for_user(user.id) == []
 
     def test_revoking_one_of_two_sessions_leaves_the_other(self, app, client, rp, user):
         laptop, phone = app.test_client(), app.test_client()
