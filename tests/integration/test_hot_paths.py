@@ -1,0 +1,146 @@
+"""The work each hot endpoint does, counted (not timed): SQL statements and
+Redis round trips per request, after the caches are warm. A regression (an
+extra query, a per-request key load, an N+1) fails here; the speed itself is
+measured by ``make bench``."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from tests.factories import REDIRECT_URI
+from tests.factories import Pkce
+from tests.flows import authorize
+from tests.flows import authorize_params
+from tests.flows import exchange
+from tests.flows import login_for_code
+from tests.flows import query
+
+
+class Work:
+    """Counts SQL statements and Redis round trips (a pipeline is one)."""
+
+    def __init__(self, app: Any) -> None:
+        self.sql: list[str] = []
+        self.redis: list[str] = []
+        event.listen(app.extensions["idp.engine"], "before_cursor_execute", self._statement)
+        client = app.extensions["idp"].store.redis
+        execute_command, pipeline = client.execute_command, client.pipeline
+
+        def counted_command(*args: Any, **kwargs: Any) -> Any:
+            self.redis.append(str(args[0]))
+            return execute_command(*args, **kwargs)
+
+        def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            def counted_execute(*a: Any, **k: Any) -> Any:
+                self.redis.append("PIPELINE")
+                return execute(*a, **k)
+
+            pipe.execute = counted_execute
+            return pipe
+
+        client.execute_command = counted_command
+        client.pipeline = counted_pipeline
+
+    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.sql.append(statement.split()[0].upper())
+
+    @contextmanager
+    def counting(self) -> Iterator[Work]:
+        self.sql.clear()
+        self.redis.clear()
+        yield self
+
+
+@pytest.fixture
+def setup(app, client, factory):  # type: ignore[no-untyped-def]
+    _, secret = factory.client("portal")
+    user = factory.user("kim@example.com")
+    pkce = Pkce.new()
+    code = login_for_code(client, "portal", user.email, pkce)["code"]
+    tokens = exchange(client, "portal", secret, code, pkce).get_json()
+    basic = {"Authorization": "Basic " + base64.b64encode(f"portal:{secret}".encode()).decode()}
+    # Warm the per-process caches (metadata, JWKS, keys, clients) as a running server has them.
+    client.get("/.well-known/openid-configuration")
+    client.get("/jwks.json")
+    client.post("/token", data={"grant_type": "client_credentials"}, headers=basic)
+    return Work(app), tokens, basic
+
+
+def test_discovery_and_jwks_are_served_from_memory(client, setup):
+    work, _, _ = setup
+    for path in ("/.well-known/openid-configuration", "/jwks.json"):
+        with work.counting():
+            assert client.get(path).status_code == 200
+        assert (work.sql, work.redis) == ([], []), path
+
+
+def test_client_credentials_token_needs_no_database_and_no_redis(client, setup):
+    work, _, basic = setup
+    with work.counting():
+        response = client.post("/token", data={"grant_type": "client_credentials"}, headers=basic)
+    assert response.status_code == 200
+    assert (work.sql, work.redis) == ([], [])
+
+
+def test_userinfo_is_one_query_and_one_redis_round_trip(client, setup):
+    work, tokens, _ = setup
+    with work.counting():
+        response = client.get(
+            "/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}
+        )
+    assert response.status_code == 200
+    assert (work.sql, work.redis) == (["SELECT"], ["MGET"])
+
+
+def test_introspection_of_an_access_token_is_one_redis_round_trip(client, setup):
+    work, tokens, basic = setup
+    with work.counting():
+        response = client.post("/introspect", data={"token": tokens["access_token"]}, headers=basic)
+    assert response.get_json()["active"] is True
+    assert (work.sql, work.redis) == ([], ["MGET"])
+
+
+def test_authorize_with_a_session_is_two_redis_round_trips(client, setup):
+    work, _, _ = setup
+    with work.counting():
+        response = authorize(client, authorize_params("portal", Pkce.new()))
+    assert "code" in query(response.location)
+    assert (work.sql, work.redis) == ([], ["GET", "SET"])
+
+
+def test_code_exchange_and_refresh_stay_small(client, setup):
+    work, tokens, basic = setup
+    pkce = Pkce.new()
+    code = query(authorize(client, authorize_params("portal", pkce)).location)["code"]
+    with work.counting():
+        response = client.post(
+            "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": pkce.verifier,
+            },
+            headers=basic,
+        )
+    assert response.status_code == 200
+    assert len(work.sql) <= 3
+    assert len(work.redis) <= 3
+    with work.counting():
+        response = client.post(
+            "/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            headers=basic,
+        )
+    assert response.status_code == 200
+    assert len(work.sql) <= 5
+    assert work.redis == []
