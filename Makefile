@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall when the package metadata changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint translations clean
+.PHONY: run test bench lint translations clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: $(INSTALLED)
 	@test -x /usr/bin/chromium || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+## Load-test the IdP under gunicorn on PostgreSQL and Redis; writes bench/results/.
+bench: $(INSTALLED)
+	@test -x /usr/bin/wrk || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check idp clients tests

@@ -1,0 +1,1 @@
+"""`make bench`: load tests of the IdP in its production shape."""

@@ -1,0 +1,339 @@
+"""``make bench``: the IdP in its production shape (gunicorn workers,
+PostgreSQL, Redis), loaded with wrk on each hot endpoint and with a Python
+driver for complete password + TOTP logins. Results go to
+``bench/results/results.md`` and ``bench/results/results.png``.
+
+Settings (environment): BENCH_WORKERS (2), BENCH_WORKER_CLASS (gthread),
+BENCH_THREADS (4), BENCH_CONNECTIONS (32), BENCH_SECONDS (10),
+BENCH_DATABASE (postgresql://postgres@127.0.0.1:5432/idp_bench; dropped and
+created again), BENCH_REDIS (redis://127.0.0.1:6379/14; flushed),
+BENCH_USERS (extra accounts in the user table, 0).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import psycopg
+import pyotp
+import redis
+import requests
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PORT = 8100
+ISSUER = f"http://127.0.0.1:{PORT}"
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "gthread")
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+DATABASE = os.environ.get("BENCH_DATABASE", "postgresql://postgres@127.0.0.1:5432/idp_bench")
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14")
+EXTRA_USERS = int(os.environ.get("BENCH_USERS", "0"))
+
+
+def environment(keys_dir: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "IDP_ENV": "development",
+        "IDP_ISSUER": ISSUER,
+        "IDP_DATABASE_URL": DATABASE,
+        "IDP_REDIS_URL": REDIS,
+        "IDP_REDIS_PREFIX": "bench:",
+        "IDP_KEYS_DIR": keys_dir,
+        "IDP_SECRET_KEY": "bench-" + "k" * 40,
+        # Many simulated clients behind one proxy: the login driver sends
+        # X-Forwarded-For, so per-IP limits apply per simulated client.
+        "IDP_TRUSTED_PROXIES": "1",
+    }
+
+
+def fresh_database() -> None:
+    base, _, name = DATABASE.rpartition("/")
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(REDIS).flushdb()
+
+
+def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "--workers", str(WORKERS),
+        "--worker-class", WORKER_CLASS,
+        "--threads", str(THREADS),
+        "--bind", f"127.0.0.1:{PORT}",
+        "--log-level", "warning",
+        "idp:create_app()",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env)
+    for _ in range(100):
+        try:
+            if requests.get(ISSUER + "/.well-known/openid-configuration", timeout=1).ok:
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the IdP did not start")
+
+
+WRK_LINE = re.compile(r"Requests/sec:\s+([\d.]+)")
+LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(path: str, *, script: str = "request.lua", **env: str) -> dict[str, float]:
+    """Run wrk for SECONDS at CONNECTIONS; requests/s, p50 and p99 (ms), errors."""
+    command = [
+        "wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency",
+        "-s", str(HERE / "wrk" / script), ISSUER + path,
+    ]  # fmt: skip
+    output = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, check=True
+    ).stdout
+    latencies = {p: float(v) * UNIT[u] for p, v, u in LATENCY.findall(output)}
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "rps": float(WRK_LINE.search(output).group(1)),  # type: ignore[union-attr]
+        "p50": latencies.get("50", 0.0),
+        "p99": latencies.get("99", 0.0),
+        "errors": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 1.0 if socket_errors else 0.0,
+    }
+
+
+def form(
+    method: str, body: dict[str, str], auth: str | None = None, **headers: str
+) -> dict[str, str]:
+    pairs = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+    if auth:
+        pairs["Authorization"] = auth
+    return {
+        "WRK_METHOD": method,
+        "WRK_BODY": urlencode(body),
+        "WRK_HEADERS": "|".join(f"{k}: {v}" for k, v in pairs.items()),
+    }
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+# -- complete logins ------------------------------------------------------------------------
+FORM = re.compile(r'<form method="post" action="([^"]+)"')
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def one_login(email: str, address: str) -> bool:
+    """authorize → e-mail → password → TOTP → code, as a browser does."""
+    import html
+
+    from bench.seed import PASSWORD
+    from bench.seed import REDIRECT_URI
+    from bench.seed import TOTP_SECRET
+
+    browser = requests.Session()
+    browser.headers["X-Forwarded-For"] = address
+    params = {
+        "response_type": "code",
+        "client_id": "bench-rs",
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": "s",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    page = browser.get(ISSUER + "/authorize?" + urlencode(params), timeout=30)
+
+    def post(page: requests.Response, data: dict[str, str]) -> requests.Response:
+        action = html.unescape(FORM.search(page.text).group(1))  # type: ignore[union-attr]
+        token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+        return browser.post(
+            ISSUER + action, data={**data, "csrf_token": token}, timeout=30, allow_redirects=False
+        )
+
+    answer = post(page, {"email": email})
+    page = browser.get(ISSUER + answer.headers["Location"], timeout=30)
+    answer = post(page, {"password": PASSWORD})
+    page = browser.get(ISSUER + answer.headers["Location"], timeout=30)
+    answer = post(page, {"code": pyotp.TOTP(TOTP_SECRET).now()})
+    return answer.status_code == 302 and answer.headers["Location"].startswith(REDIRECT_URI)
+
+
+def logins(emails: list[str], seconds: int, threads: int = 8) -> dict[str, float]:
+    """Complete logins per second with ``threads`` browsers in parallel, each
+    account used once (a TOTP code works once per account)."""
+    pending = list(emails)
+    lock = threading.Lock()
+    done: list[float] = []
+    failed = [0]
+    deadline = time.monotonic() + seconds
+
+    def browser_loop(number: int) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if not pending:
+                    return
+                email = pending.pop()
+            started = time.monotonic()
+            address = f"10.{number}.{len(pending) // 250 % 250}.{len(pending) % 250 + 1}"
+            ok = one_login(email, address)
+            with lock:
+                if ok:
+                    done.append((time.monotonic() - started) * 1000)
+                else:
+                    failed[0] += 1
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=browser_loop, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.monotonic() - started
+    done.sort()
+    return {
+        "rps": len(done) / elapsed,
+        "p50": done[len(done) // 2] if done else 0.0,
+        "p99": done[int(len(done) * 0.99)] if done else 0.0,
+        "errors": float(failed[0]),
+        "socket_errors": 0.0,
+    }
+
+
+# -- the run ---------------------------------------------------------------------------------
+def main() -> None:
+    RESULTS.mkdir(exist_ok=True)
+    keys_dir = tempfile.mkdtemp(prefix="idp-bench-keys-")
+    env = environment(keys_dir)
+    fresh_database()
+    idp = str(Path(sys.executable).parent / "idp")
+    subprocess.run([idp, "db", "upgrade"], env=env, check=True, capture_output=True)
+    subprocess.run([idp, "keys", "generate"], env=env, check=True, capture_output=True)
+
+    os.environ.update(env)
+    from bench.seed import seed
+    from idp import create_app
+
+    tokens_needed = 2000 * SECONDS
+    login_seconds = max(SECONDS, 10)
+    print(f"seeding: {tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
+    seeded = seed(
+        create_app(), refresh_tokens=tokens_needed, login_users=3000, extra_users=EXTRA_USERS
+    )
+    token_file = Path(keys_dir) / "refresh-tokens.txt"
+    token_file.write_text("\n".join(seeded.refresh_tokens) + "\n")
+
+    server = start_server(env)
+    rs, es = (
+        basic("bench-rs", seeded.secrets["bench-rs"]),
+        basic("bench-es", seeded.secrets["bench-es"]),
+    )
+    authorize_query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": "bench-rs",
+            "redirect_uri": "http://127.0.0.1:9/callback",
+            "scope": "openid profile",
+            "state": "s",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+    )
+    cookie = f"idp_session={seeded.session_cookie}"
+    cases = [
+        ("discovery", lambda: wrk("/.well-known/openid-configuration")),
+        ("JWKS", lambda: wrk("/jwks.json")),
+        ("token client_credentials RS256", lambda: wrk("/token", **form("POST", {"grant_type": "client_credentials"}, rs))),
+        ("token client_credentials ES256", lambda: wrk("/token", **form("POST", {"grant_type": "client_credentials"}, es))),
+        ("token refresh_token", lambda: wrk("/token", script="refresh.lua", WRK_TOKENS=str(token_file), WRK_AUTH=rs, WRK_THREADS="2")),
+        ("introspection", lambda: wrk("/introspect", **form("POST", {"token": seeded.access_token}, rs))),
+        ("userinfo", lambda: wrk("/userinfo", WRK_HEADERS=f"Authorization: Bearer {seeded.access_token}")),
+        ("authorize with SSO session", lambda: wrk("/authorize?" + authorize_query, WRK_HEADERS=f"Cookie: {cookie}")),
+        ("login: password + TOTP (logins/s)", lambda: logins(seeded.login_emails, login_seconds)),
+    ]  # fmt: skip
+    results: list[tuple[str, dict[str, float]]] = []
+    try:
+        # Warm-up: the workers load keys and clients, PostgreSQL settles after the bulk insert.
+        subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{CONNECTIONS}",
+                "-d3s",
+                ISSUER + "/.well-known/openid-configuration",
+            ],
+            capture_output=True,
+            check=True,
+        )
+        for name, run in cases:
+            outcome = run()
+            results.append((name, outcome))
+            print(
+                f"{name:38} {outcome['rps']:9.1f}/s  p50 {outcome['p50']:7.2f} ms  "
+                f"p99 {outcome['p99']:7.2f} ms  errors {int(outcome['errors'])}",
+                flush=True,
+            )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        shutil.rmtree(keys_dir, ignore_errors=True)
+    report(results)
+
+
+def report(results: list[tuple[str, dict[str, float]]]) -> None:
+    cpu = os.cpu_count()
+    lines = [
+        "# Benchmark results",
+        "",
+        f"IdP: gunicorn {WORKERS} workers ({WORKER_CLASS}, {THREADS} threads), PostgreSQL,"
+        f" Redis; wrk -t2 -c{CONNECTIONS} -d{SECONDS}s; {cpu} CPUs; users in the table:"
+        f" {3001 + EXTRA_USERS}.",
+        "",
+        "| Endpoint | requests/s | p50 (ms) | p99 (ms) | errors |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in results:
+        lines.append(
+            f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {int(r['errors'])} |"
+        )
+    (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "results.json").write_text(json.dumps(dict(results), indent=2))
+    chart(results)
+    print(f"\nwritten: {RESULTS / 'results.md'}, {RESULTS / 'results.png'}")
+
+
+def chart(results: list[tuple[str, dict[str, float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name, _ in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    left.barh(names, [r["rps"] for _, r in results], color="#1f7a4d")
+    left.set_xlabel("requests (logins) per second — more is better")
+    right.barh(names, [r["p99"] for _, r in results], color="#b3261e")
+    right.set_xlabel("p99 latency, ms — less is better")
+    left.invert_yaxis()
+    fig.suptitle(f"idp: {WORKERS} workers, {CONNECTIONS} connections")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "results.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
