@@ -43,6 +43,8 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 DATABASE = os.environ.get("BENCH_DATABASE", "postgresql://postgres@127.0.0.1:5432/idp_bench")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14")
 EXTRA_USERS = int(os.environ.get("BENCH_USERS", "0"))
+#: Users and live sessions for the scale runs (0 skips them).
+SCALE = int(os.environ.get("BENCH_SCALE", "1000000"))
 
 
 def environment(keys_dir: str) -> dict[str, str]:
@@ -232,9 +234,8 @@ def main() -> None:
     tokens_needed = 2000 * SECONDS
     login_seconds = max(SECONDS, 10)
     print(f"seeding: {tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
-    seeded = seed(
-        create_app(), refresh_tokens=tokens_needed, login_users=3000, extra_users=EXTRA_USERS
-    )
+    app = create_app()
+    seeded = seed(app, refresh_tokens=tokens_needed, login_users=3000, extra_users=EXTRA_USERS)
     token_file = Path(keys_dir) / "refresh-tokens.txt"
     token_file.write_text("\n".join(seeded.refresh_tokens) + "\n")
 
@@ -255,6 +256,11 @@ def main() -> None:
         }
     )
     cookie = f"idp_session={seeded.session_cookie}"
+    scale_cases = [
+        ("token client_credentials RS256", lambda: wrk("/token", **form("POST", {"grant_type": "client_credentials"}, rs))),
+        ("userinfo", lambda: wrk("/userinfo", WRK_HEADERS=f"Authorization: Bearer {seeded.access_token}")),
+        ("authorize with SSO session", lambda: wrk("/authorize?" + authorize_query, WRK_HEADERS=f"Cookie: {cookie}")),
+    ]  # fmt: skip
     cases = [
         ("discovery", lambda: wrk("/.well-known/openid-configuration")),
         ("JWKS", lambda: wrk("/jwks.json")),
@@ -288,14 +294,58 @@ def main() -> None:
                 f"p99 {outcome['p99']:7.2f} ms  errors {int(outcome['errors'])}",
                 flush=True,
             )
+        scale = scaled(app, scale_cases) if SCALE else []
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         shutil.rmtree(keys_dir, ignore_errors=True)
-    report(results)
+    report(results, scale)
 
 
-def report(results: list[tuple[str, dict[str, float]]]) -> None:
+def scaled(app, cases):  # type: ignore[no-untyped-def]
+    """The same endpoints with few and with SCALE users and live sessions,
+    then one user's 1,000 sessions revoked, timed."""
+    from bench import scale as bulk
+    from idp.db import get_session
+    from idp.models import User
+
+    rows: list[tuple[str, str, dict[str, float]]] = []
+    with app.app_context():
+        ids = [i for (i,) in get_session().query(User.id).order_by(User.id).limit(1000)]
+    bulk.add_sessions(app, ids)
+    for name, run in cases:
+        rows.append(("3,001 users, 1,001 sessions", name, run()))
+    print(f"scale: adding {SCALE:,} users (COPY) and {SCALE:,} sessions", flush=True)
+    seconds_users = bulk.add_users(DATABASE, SCALE)
+    with app.app_context():
+        many = [i for (i,) in get_session().query(User.id).order_by(User.id.desc()).limit(SCALE)]
+    seconds_sessions = bulk.add_sessions(app, many)
+    print(f"  seeded in {seconds_users:.0f} s (users) and {seconds_sessions:.0f} s (sessions)")
+    label = f"{SCALE + 3001:,} users, {SCALE + 1001:,} sessions"
+    for name, run in cases:
+        outcome = run()
+        rows.append((label, name, outcome))
+        print(f"{label}: {name:32} {outcome['rps']:9.1f}/s  p99 {outcome['p99']:7.2f} ms")
+    # One user with 1,000 sessions, revoked while everyone else's stay.
+    victim = ids[-1]  # an account without grants: the time is the sessions'
+    bulk.add_sessions(app, [victim], per_user=999)
+    before = bulk.count_sessions(app)
+    seconds, ended = bulk.revoke_timed(app, victim)
+    after = bulk.count_sessions(app)
+    print(
+        f"revoked {ended} sessions of one user in {seconds * 1000:.0f} ms; others: {before - ended:,} before, {after:,} after"
+    )
+    rows.append(
+        (
+            label,
+            f"revoke 1 user's {ended} sessions",
+            {"seconds": seconds, "others_before": before - ended, "others_after": after},
+        )
+    )
+    return rows
+
+
+def report(results: list[tuple[str, dict[str, float]]], scale: list) -> None:  # type: ignore[type-arg]
     cpu = os.cpu_count()
     lines = [
         "# Benchmark results",
@@ -311,6 +361,25 @@ def report(results: list[tuple[str, dict[str, float]]]) -> None:
         lines.append(
             f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {int(r['errors'])} |"
         )
+    if scale:
+        lines += [
+            "",
+            "## Scale",
+            "",
+            "| Data | Endpoint | requests/s | p50 (ms) | p99 (ms) | errors |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for data, name, r in scale:
+            if "seconds" in r:
+                lines.append(
+                    f"| {data} | {name} | {r['seconds'] * 1000:.0f} ms | other sessions"
+                    f" {int(r['others_before']):,} → {int(r['others_after']):,} | | |"
+                )
+            else:
+                lines.append(
+                    f"| {data} | {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f}"
+                    f" | {int(r['errors'])} |"
+                )
     (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "results.json").write_text(json.dumps(dict(results), indent=2))
     chart(results)
