@@ -34,6 +34,7 @@ bench: $(INSTALLED)
 	@test -x /usr/bin/wrk || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	cd bench/peer && npm ci --no-audit --no-fund --silent
 	$(BIN)/python -m bench.run
 
 lint: $(INSTALLED)

@@ -31,6 +31,8 @@ import pyotp
 import redis
 import requests
 
+from bench import peer
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PORT = 8100
@@ -97,11 +99,13 @@ LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(path: str, *, script: str = "request.lua", **env: str) -> dict[str, float]:
+def wrk(
+    path: str, *, script: str = "request.lua", base: str = ISSUER, **env: str
+) -> dict[str, float]:
     """Run wrk for SECONDS at CONNECTIONS; requests/s, p50 and p99 (ms), errors."""
     command = [
         "wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency",
-        "-s", str(HERE / "wrk" / script), ISSUER + path,
+        "-s", str(HERE / "wrk" / script), base + path,
     ]  # fmt: skip
     output = subprocess.run(
         command, env={**os.environ, **env}, capture_output=True, text=True, check=True
@@ -294,12 +298,59 @@ def main() -> None:
                 f"p99 {outcome['p99']:7.2f} ms  errors {int(outcome['errors'])}",
                 flush=True,
             )
+        compared = side_by_side(seeded.secrets, Path(keys_dir)) if peer.available() else []
         scale = scaled(app, scale_cases) if SCALE else []
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         shutil.rmtree(keys_dir, ignore_errors=True)
-    report(results, scale)
+    report(results, scale, compared)
+
+
+def side_by_side(secrets: dict[str, str], directory: Path) -> list[tuple[str, dict, dict]]:  # type: ignore[type-arg]
+    """The endpoints both serve alike, against the peer (oidc-provider) with
+    the same clients, workers and token format; ours and the peer's runs
+    alternate (ours, peer, peer, ours) so the machine's drift cancels."""
+    rs, es = basic("bench-rs", secrets["bench-rs"]), basic("bench-es", secrets["bench-es"])
+    cc = {"grant_type": "client_credentials"}
+    peer_cc = {"grant_type": "client_credentials", "scope": "api"}
+    cases = [
+        ("discovery", ("/.well-known/openid-configuration", {}), ("/.well-known/openid-configuration", {})),
+        ("JWKS", ("/jwks.json", {}), ("/jwks", {})),
+        ("token client_credentials RS256", ("/token", form("POST", cc, rs)), ("/token", form("POST", peer_cc, rs))),
+        ("token client_credentials ES256", ("/token", form("POST", cc, es)), ("/token", form("POST", peer_cc, es))),
+    ]  # fmt: skip
+    server = peer.start(WORKERS, secrets, directory)
+    rows = []
+    try:
+        subprocess.run(
+            ["wrk", "-t2", f"-c{CONNECTIONS}", "-d3s", peer.ISSUER + "/jwks"],
+            capture_output=True,
+            check=True,
+        )
+        for name, (ours_path, ours_env), (peer_path, peer_env) in cases:
+            runs: dict[str, list[dict[str, float]]] = {"ours": [], "peer": []}
+            for side in ("ours", "peer", "peer", "ours"):
+                if side == "ours":
+                    runs[side].append(wrk(ours_path, **ours_env))
+                else:
+                    runs[side].append(wrk(peer_path, base=peer.ISSUER, **peer_env))
+            ours, theirs = _mean(runs["ours"]), _mean(runs["peer"])
+            rows.append((name, ours, theirs))
+            print(
+                f"{name:32} ours {ours['rps']:8.0f}/s p99 {ours['p99']:6.1f} ms | "
+                f"peer {theirs['rps']:8.0f}/s p99 {theirs['p99']:6.1f} ms | "
+                f"ratio {ours['rps'] / theirs['rps']:.2f}",
+                flush=True,
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return rows
+
+
+def _mean(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: sum(r[key] for r in runs) / len(runs) for key in runs[0]}
 
 
 def scaled(app, cases):  # type: ignore[no-untyped-def]
@@ -345,7 +396,7 @@ def scaled(app, cases):  # type: ignore[no-untyped-def]
     return rows
 
 
-def report(results: list[tuple[str, dict[str, float]]], scale: list) -> None:  # type: ignore[type-arg]
+def report(results: list[tuple[str, dict[str, float]]], scale: list, compared: list) -> None:  # type: ignore[type-arg]
     cpu = os.cpu_count()
     lines = [
         "# Benchmark results",
@@ -361,6 +412,19 @@ def report(results: list[tuple[str, dict[str, float]]], scale: list) -> None:  #
         lines.append(
             f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {int(r['errors'])} |"
         )
+    if compared:
+        lines += [
+            "",
+            "## Side by side with oidc-provider (same workers, clients and JWT access tokens)",
+            "",
+            "| Endpoint | ours req/s | peer req/s | ours/peer | ours p99 (ms) | peer p99 (ms) | errors (ours/peer) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, ours, theirs in compared:
+            lines.append(
+                f"| {name} | {ours['rps']:.0f} | {theirs['rps']:.0f} | {ours['rps'] / theirs['rps']:.2f}"
+                f" | {ours['p99']:.2f} | {theirs['p99']:.2f} | {int(ours['errors'])}/{int(theirs['errors'])} |"
+            )
     if scale:
         lines += [
             "",
