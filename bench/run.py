@@ -1,9 +1,10 @@
-"""``make bench``: the IdP in its production shape (gunicorn workers,
+"""``make bench``: the IdP in its production shape (granian or gunicorn workers,
 PostgreSQL, Redis), loaded with wrk on each hot endpoint and with a Python
 driver for complete password + TOTP logins. Results go to
 ``bench/results/results.md`` and ``bench/results/results.png``.
 
-Settings (environment): BENCH_WORKERS (2), BENCH_WORKER_CLASS (gthread),
+Settings (environment): BENCH_SERVER (granian; or gunicorn), BENCH_WORKERS (2),
+BENCH_WORKER_CLASS (gthread, for gunicorn),
 BENCH_THREADS (4), BENCH_CONNECTIONS (32), BENCH_SECONDS (10),
 BENCH_DATABASE (postgresql://postgres@127.0.0.1:5432/idp_bench; dropped and
 created again), BENCH_REDIS (redis://127.0.0.1:6379/14; flushed),
@@ -73,7 +74,20 @@ def fresh_database() -> None:
     redis.Redis.from_url(REDIS).flushdb()
 
 
+#: The WSGI server, chosen by measurement: granian (default) or gunicorn (BENCH_WORKER_CLASS).
+SERVER = os.environ.get("BENCH_SERVER", "granian")
+
+
 def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    if SERVER == "granian":
+        command = [
+            str(Path(sys.executable).parent / "granian"),
+            "--interface", "wsgi", "--workers", str(WORKERS),
+            "--blocking-threads", str(THREADS),
+            "--host", "127.0.0.1", "--port", str(PORT), "--no-access-log",
+            "--factory", "idp:create_app",
+        ]  # fmt: skip
+        return _wait_for(subprocess.Popen(command, env=env))
     command = [
         str(Path(sys.executable).parent / "gunicorn"),
         "--workers", str(WORKERS),
@@ -83,7 +97,10 @@ def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
         "--log-level", "warning",
         "idp:create_app()",
     ]  # fmt: skip
-    server = subprocess.Popen(command, env=env)
+    return _wait_for(subprocess.Popen(command, env=env))
+
+
+def _wait_for(server: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
     for _ in range(100):
         try:
             if requests.get(ISSUER + "/.well-known/openid-configuration", timeout=1).ok:
@@ -232,6 +249,7 @@ def main() -> None:
     subprocess.run([idp, "keys", "generate"], env=env, check=True, capture_output=True)
 
     os.environ.update(env)
+    from bench.seed import mint_access_token
     from bench.seed import seed
     from idp import create_app
 
@@ -260,9 +278,13 @@ def main() -> None:
         }
     )
     cookie = f"idp_session={seeded.session_cookie}"
+
+    def fresh() -> str:
+        return mint_access_token(app, seeded)
+
     scale_cases = [
         ("token client_credentials RS256", lambda: wrk("/token", **form("POST", {"grant_type": "client_credentials"}, rs))),
-        ("userinfo", lambda: wrk("/userinfo", WRK_HEADERS=f"Authorization: Bearer {seeded.access_token}")),
+        ("userinfo", lambda: wrk("/userinfo", WRK_HEADERS=f"Authorization: Bearer {fresh()}")),
         ("authorize with SSO session", lambda: wrk("/authorize?" + authorize_query, WRK_HEADERS=f"Cookie: {cookie}")),
     ]  # fmt: skip
     cases = [
@@ -271,8 +293,8 @@ def main() -> None:
         ("token client_credentials RS256", lambda: wrk("/token", **form("POST", {"grant_type": "client_credentials"}, rs))),
         ("token client_credentials ES256", lambda: wrk("/token", **form("POST", {"grant_type": "client_credentials"}, es))),
         ("token refresh_token", lambda: wrk("/token", script="refresh.lua", WRK_TOKENS=str(token_file), WRK_AUTH=rs, WRK_THREADS="2")),
-        ("introspection", lambda: wrk("/introspect", **form("POST", {"token": seeded.access_token}, rs))),
-        ("userinfo", lambda: wrk("/userinfo", WRK_HEADERS=f"Authorization: Bearer {seeded.access_token}")),
+        ("introspection", lambda: wrk("/introspect", **form("POST", {"token": fresh()}, rs))),
+        ("userinfo", lambda: wrk("/userinfo", WRK_HEADERS=f"Authorization: Bearer {fresh()}")),
         ("authorize with SSO session", lambda: wrk("/authorize?" + authorize_query, WRK_HEADERS=f"Cookie: {cookie}")),
         ("login: password + TOTP (logins/s)", lambda: logins(seeded.login_emails, login_seconds)),
     ]  # fmt: skip
@@ -401,7 +423,7 @@ def report(results: list[tuple[str, dict[str, float]]], scale: list, compared: l
     lines = [
         "# Benchmark results",
         "",
-        f"IdP: gunicorn {WORKERS} workers ({WORKER_CLASS}, {THREADS} threads), PostgreSQL,"
+        f"IdP: {SERVER} {WORKERS} workers ({WORKER_CLASS if SERVER == 'gunicorn' else 'wsgi'}, {THREADS} threads), PostgreSQL,"
         f" Redis; wrk -t2 -c{CONNECTIONS} -d{SECONDS}s; {cpu} CPUs; users in the table:"
         f" {3001 + EXTRA_USERS}.",
         "",
