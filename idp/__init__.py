@@ -13,6 +13,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.config import Settings
+from idp.documents import StaticDocuments
 
 __all__ = ["create_app"]
 
@@ -82,6 +83,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     store.init_app(app, overrides.get("store"))
     _build_services(app, settings)
     web.init_app(app)
+    # Discovery and JWKS are answered before Flask (outermost, after ProxyFix).
+    app.wsgi_app = StaticDocuments(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

@@ -54,3 +54,16 @@ def test_metadata_is_cacheable_and_conditional(client, path):
     assert first.headers["Cache-Control"] == "public, max-age=300"
     again = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == HTTPStatus.NOT_MODIFIED
+
+
+@pytest.mark.parametrize("path", ["/jwks.json", "/.well-known/openid-configuration"])
+def test_metadata_answers_carry_the_usual_headers_and_head_works(client, path):
+    page = client.get(path)
+    assert page.headers["Content-Type"] == "application/json"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Access-Control-Allow-Origin"] == "*"
+    head = client.head(path)
+    assert head.status_code == HTTPStatus.OK
+    assert head.get_data() == b""
+    assert head.headers["ETag"] == page.headers["ETag"]
+    assert client.post(path).status_code == HTTPStatus.METHOD_NOT_ALLOWED
