@@ -252,4 +252,5 @@ def make_app(store: Store) -> Iterator:  # type: ignore[type-arg]
 
     yield make
     for app in apps:
+        app.extensions["idp"].background.stop()
         app.extensions["idp.engine"].dispose()

@@ -35,6 +35,8 @@ def idp(app, settings, monkeypatch):  # type: ignore[no-untyped-def]
             return CliRunner().invoke(cli.main, list(args), input=input, catch_exceptions=False)
         finally:
             if cli._app is not None:
+                # `idp demo` runs in development, where the logout sweeper starts at once.
+                cli._app.extensions["idp"].background.stop()
                 cli._app.extensions["idp.engine"].dispose()
 
     return run
