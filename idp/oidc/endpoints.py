@@ -57,7 +57,7 @@ def find_token(tokens: Tokens, value: str, hint: str | None) -> FoundToken | Non
     found = tokens.find_refresh_token(get_session(), value)
     if found is None:
         return None
-    refresh, grant = found
+    refresh, grant, _ = found
     usable = refresh.used_at is None and tokens.is_grant_live(grant)
     return FoundToken(client_id=grant.client_id, refresh=refresh, grant=grant, is_usable=usable)
 

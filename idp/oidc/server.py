@@ -172,18 +172,18 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         found = self.server.tokens.find_refresh_token(session, refresh_token)
         if found is None:
             return None
-        token, grant = found
+        token, grant, user = found
         if token.used_at is not None:
             # A rotated token came back: someone holds a copy. End the grant.
             self.server.tokens.revoke_grant(session, grant.id)
             return None
         if not self.server.tokens.is_grant_live(grant):
             return None
-        return RefreshTokenRecord(token.token_hash, grant)
+        return RefreshTokenRecord(token.token_hash, grant, user)
 
     def authenticate_user(self, refresh_token: RefreshTokenRecord) -> Principal | None:
         grant = refresh_token.grant
-        user = get_session().get(User, grant.user_id)
+        user = refresh_token.user  # loaded with the token
         if user is None or not user.is_active:
             return None
         return Principal(
@@ -203,7 +203,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         user = self.authenticate_user(record)
         if user is None:
             raise InvalidGrantError("The user of this grant is gone or disabled.")
-        successor = self.server.tokens.rotate_refresh_token(session, record.row(session))
+        successor = self.server.tokens.rotate_refresh_token(
+            session, record.token_hash, record.grant.id
+        )
         if successor is None:
             raise InvalidGrantError("The refresh token was already used.")
         self.request.user = user
@@ -222,17 +224,13 @@ class RefreshTokenRecord:
 
     token_hash: str
     grant: Grant
+    user: User | None = None
 
     def check_client(self, client: ClientMixin) -> bool:
         return bool(self.grant.client_id == client.get_client_id())
 
     def get_scope(self) -> str:
         return self.grant.scope
-
-    def row(self, session: Any) -> Any:
-        from idp.models import RefreshToken
-
-        return session.get(RefreshToken, self.token_hash)
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]

@@ -255,36 +255,41 @@ class Tokens:
         session.commit()
         return refresh_token
 
-    def find_refresh_token(self, session: Session, token: str) -> tuple[RefreshToken, Grant] | None:
-        """The refresh token row and its grant, if the token is known (used or not)."""
+    def find_refresh_token(
+        self, session: Session, token: str
+    ) -> tuple[RefreshToken, Grant, User] | None:
+        """The refresh token row, its grant and the grant's user, in one query,
+        if the token is known (used or not)."""
         row = session.execute(
-            select(RefreshToken, Grant)
+            select(RefreshToken, Grant, User)
             .join(Grant, Grant.id == RefreshToken.grant_id)
+            .join(User, User.id == Grant.user_id)
             .where(RefreshToken.token_hash == secrets.digest(token))
         ).first()
-        return (row[0], row[1]) if row else None
+        return (row[0], row[1], row[2]) if row else None
 
     @staticmethod
     def is_grant_live(grant: Grant) -> bool:
         return grant.revoked_at is None and clock.utcnow() < aware(grant.expires_at)
 
-    def rotate_refresh_token(self, session: Session, token: RefreshToken) -> str | None:
-        """Mark ``token`` used and issue its successor, atomically.
+    def rotate_refresh_token(self, session: Session, token_hash: str, grant_id: str) -> str | None:
+        """Mark the token used and issue its successor, atomically.
 
         Returns ``None`` when the token had already been used: a replay, after
         which the whole grant is revoked.
         """
         result = session.execute(
             update(RefreshToken)
-            .where(RefreshToken.token_hash == token.token_hash, RefreshToken.used_at.is_(None))
+            .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
             .values(used_at=clock.utcnow())
+            .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
-            self.revoke_grant(session, token.grant_id)
+            self.revoke_grant(session, grant_id)
             return None
         successor = secrets.new_secret()
-        session.add(RefreshToken(token_hash=secrets.digest(successor), grant_id=token.grant_id))
+        session.add(RefreshToken(token_hash=secrets.digest(successor), grant_id=grant_id))
         session.commit()
         return successor
 

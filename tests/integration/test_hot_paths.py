@@ -142,5 +142,5 @@ def test_code_exchange_and_refresh_stay_small(client, setup):
             headers=basic,
         )
     assert response.status_code == 200
-    assert len(work.sql) <= 5
+    assert work.sql == ["SELECT", "UPDATE", "INSERT"]
     assert work.redis == []
