@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
-import requests
 from joserfc.jwk import ECKey
 from joserfc.jwk import RSAKey
+
+from bench.servers import wait_until_up
 
 HERE = Path(__file__).resolve().parent / "peer"
 PORT = 8200
@@ -49,11 +49,4 @@ def start(workers: int, secrets: dict[str, str], directory: Path) -> subprocess.
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(100):
-        try:
-            if requests.get(ISSUER + "/.well-known/openid-configuration", timeout=1).ok:
-                return server
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("the peer did not start")
+    return wait_until_up(server, ISSUER, "the peer")

@@ -33,6 +33,7 @@ import redis
 import requests
 
 from bench import peer
+from bench.servers import wait_until_up
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -87,7 +88,7 @@ def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
             "--host", "127.0.0.1", "--port", str(PORT), "--no-access-log",
             "--factory", "idp:create_app",
         ]  # fmt: skip
-        return _wait_for(subprocess.Popen(command, env=env))
+        return wait_until_up(subprocess.Popen(command, env=env), ISSUER, "the IdP")
     command = [
         str(Path(sys.executable).parent / "gunicorn"),
         "--workers", str(WORKERS),
@@ -97,18 +98,7 @@ def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
         "--log-level", "warning",
         "idp:create_app()",
     ]  # fmt: skip
-    return _wait_for(subprocess.Popen(command, env=env))
-
-
-def _wait_for(server: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
-    for _ in range(100):
-        try:
-            if requests.get(ISSUER + "/.well-known/openid-configuration", timeout=1).ok:
-                return server
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("the IdP did not start")
+    return wait_until_up(subprocess.Popen(command, env=env), ISSUER, "the IdP")
 
 
 WRK_LINE = re.compile(r"Requests/sec:\s+([\d.]+)")

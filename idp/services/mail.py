@@ -12,13 +12,11 @@ Message bodies carry single-use links and codes, so nothing here logs them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 import smtplib
 import ssl
 from collections.abc import Callable
-from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
 from email.message import EmailMessage as MimeMessage
@@ -30,6 +28,7 @@ from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from idp import clock
+from idp.services.outbox import Outbox
 from idp.store import Store
 
 __all__ = [
@@ -46,7 +45,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The outbox keeps this many messages, dropping the oldest.
-OUTBOX_SIZE = 200
 
 #: URL scheme: (security, default port). ``starttls`` upgrades a plain
 #: connection (RFC 3207); ``tls`` is implicit TLS from the first byte (RFC 8314).
@@ -221,7 +219,7 @@ class OutboxMailer:
     """The development outbox: messages go to a Redis list, not to anyone.
 
     Each message is stored as JSON under ``outbox:mail``, newest first, and
-    only the newest :data:`OUTBOX_SIZE` are kept. A short summary with the
+    only the newest :data:`~idp.services.outbox.OUTBOX_SIZE` are kept. A short summary with the
     message's links goes to ``echo`` (the console by default), so whoever runs
     the server locally can follow an activation link.
 
@@ -229,19 +227,12 @@ class OutboxMailer:
     """
 
     def __init__(self, store: Store, echo: Callable[[str], None] | None = print) -> None:
-        self.store = store
+        self.outbox = Outbox(store, "mail", EmailMessage)
         self.echo = echo
-
-    @property
-    def _key(self) -> str:
-        return self.store.key("outbox", "mail")
 
     def send(self, message: EmailMessage) -> None:
         """Keep ``message`` in the outbox and echo its summary."""
-        pipe = self.store.redis.pipeline()
-        pipe.lpush(self._key, json.dumps(asdict(message)))
-        pipe.ltrim(self._key, 0, OUTBOX_SIZE - 1)
-        pipe.execute()
+        self.outbox.keep(message)
         if self.echo is not None:
             lines = [f"[outbox] mail to {message.to}: {message.subject}"]
             lines.extend(f"    {link}" for link in message.links())
@@ -249,14 +240,11 @@ class OutboxMailer:
 
     def messages(self, limit: int = 50) -> list[EmailMessage]:
         """The newest ``limit`` messages, newest first."""
-        if limit <= 0:
-            return []
-        raw = self.store.redis.lrange(self._key, 0, limit - 1)
-        return [EmailMessage(**json.loads(item)) for item in raw]
+        return self.outbox.messages(limit)
 
     def clear(self) -> None:
         """Empty the outbox."""
-        self.store.redis.delete(self._key)
+        self.outbox.clear()
 
 
 def build_mailer(smtp_url: str, store: Store, echo: Callable[[str], None] | None = print) -> Mailer:

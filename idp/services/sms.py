@@ -30,6 +30,7 @@ import redis
 import requests
 
 from idp import clock
+from idp.services.outbox import Outbox
 from idp.services.ratelimit import RateLimiter
 from idp.services.ratelimit import TooManyAttemptsError
 from idp.services.secrets import digest
@@ -59,7 +60,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The outbox keeps this many messages, dropping the oldest.
-OUTBOX_SIZE = 200
 
 CODE_DIGITS = 6
 REFERENCE_DIGITS = 4
@@ -224,7 +224,7 @@ class OutboxSmsSender:
     """The development outbox: messages go to a Redis list, not to anyone.
 
     Each message is stored as JSON under ``outbox:sms``, newest first, and
-    only the newest :data:`OUTBOX_SIZE` are kept. A one-line summary goes to
+    only the newest :data:`~idp.services.outbox.OUTBOX_SIZE` are kept. A one-line summary goes to
     ``echo`` (the console by default), so whoever runs the server locally can
     read the code.
 
@@ -232,33 +232,23 @@ class OutboxSmsSender:
     """
 
     def __init__(self, store: Store, echo: Callable[[str], None] | None = print) -> None:
-        self.store = store
+        self.outbox = Outbox(store, "sms", SmsMessage)
         self.echo = echo
-
-    @property
-    def _key(self) -> str:
-        return self.store.key("outbox", "sms")
 
     def send(self, to: str, text: str) -> None:
         """Keep the message in the outbox and echo it."""
         message = SmsMessage(to=to, text=text, created_at=clock.now())
-        pipe = self.store.redis.pipeline()
-        pipe.lpush(self._key, json.dumps(asdict(message)))
-        pipe.ltrim(self._key, 0, OUTBOX_SIZE - 1)
-        pipe.execute()
+        self.outbox.keep(message)
         if self.echo is not None:
             self.echo(f"[outbox] sms to {to}: {' '.join(text.split())}")
 
     def messages(self, limit: int = 50) -> list[SmsMessage]:
         """The newest ``limit`` messages, newest first."""
-        if limit <= 0:
-            return []
-        raw = self.store.redis.lrange(self._key, 0, limit - 1)
-        return [SmsMessage(**json.loads(item)) for item in raw]
+        return self.outbox.messages(limit)
 
     def clear(self) -> None:
         """Empty the outbox."""
-        self.store.redis.delete(self._key)
+        self.outbox.clear()
 
 
 def build_sms_sender(

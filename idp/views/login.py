@@ -10,6 +10,8 @@ IP address); unknown e-mail addresses are treated exactly like known ones.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from flask import Blueprint
@@ -89,6 +91,26 @@ def _user(flow: Flow) -> User:
     if user is None or not user.is_active:
         raise FlowError("no user in this flow")
     return user
+
+
+def at_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run the view with the login flow at ``step`` and its user (the flow
+    checked for kind and browser, the user for being there and active);
+    anything else gets the start-again page."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            try:
+                flow = _load(step)
+                user = _user(flow)
+            except FlowError:
+                return restart_page()
+            return view(flow, user, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
 
 
 def _render(template: str, flow: Flow | None, status: int = 200, **context: Any) -> Any:
@@ -356,13 +378,9 @@ def _code_failed(flow: Flow, user: User, method: str) -> str | None:
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
-def authenticator() -> Any:
+@at_step(Step.SECOND_FACTOR)
+def authenticator(flow: Flow, user: User) -> Any:
     """ "Find koden i din Authenticator app"."""
-    try:
-        flow = _load(Step.SECOND_FACTOR)
-        user = _user(flow)
-    except FlowError:
-        return restart_page()
     if request.method == "GET":
         return _render("totp", flow)
     try:
@@ -387,13 +405,9 @@ def authenticator() -> Any:
 
 
 @bp.route("/login/key", methods=["GET", "POST"])
-def security_key() -> Any:
+@at_step(Step.SECOND_FACTOR)
+def security_key(flow: Flow, user: User) -> Any:
     """A passkey or security key as the second factor, after the password."""
-    try:
-        flow = _load(Step.SECOND_FACTOR)
-        user = _user(flow)
-    except FlowError:
-        return restart_page()
     svc = services()
     session = get_session()
     scope = f"second:{flow.id}"
@@ -431,13 +445,9 @@ def security_key() -> Any:
 
 
 @bp.get("/login/methods")
-def methods() -> Any:
+@at_step(Step.SECOND_FACTOR)
+def methods(flow: Flow, user: User) -> Any:
     """ "Prøv en anden måde": only the methods this user has enrolled."""
-    try:
-        flow = _load(Step.SECOND_FACTOR)
-        user = _user(flow)
-    except FlowError:
-        return restart_page()
     enrolled = services().factors.methods(get_session(), user)
     return _render("methods", flow, methods=enrolled, phone_end=_phone_end(user))
 
@@ -485,24 +495,16 @@ def _send_sms(flow: Flow, user: User) -> Any:
 
 
 @bp.post("/login/sms/send")
-def sms_send() -> Any:
-    try:
-        flow = _load(Step.SECOND_FACTOR)
-        user = _user(flow)
-    except FlowError:
-        return restart_page()
+@at_step(Step.SECOND_FACTOR)
+def sms_send(flow: Flow, user: User) -> Any:
     if not (user.phone_number and user.phone_number_verified):
         return restart_page()
     return _send_sms(flow, user)
 
 
 @bp.route("/login/sms", methods=["GET", "POST"])
-def sms_code() -> Any:
-    try:
-        flow = _load(Step.SECOND_FACTOR)
-        user = _user(flow)
-    except FlowError:
-        return restart_page()
+@at_step(Step.SECOND_FACTOR)
+def sms_code(flow: Flow, user: User) -> Any:
     if not flow.sms_challenge_id:
         return redirect(url_for("login.methods", flow=flow.id))
     context = {"phone_end": _phone_end(user)}
@@ -535,13 +537,9 @@ def sms_code() -> Any:
 
 
 @bp.route("/login/emergency", methods=["GET", "POST"])
-def emergency() -> Any:
+@at_step(Step.SECOND_FACTOR)
+def emergency(flow: Flow, user: User) -> Any:
     """The one-time emergency code: accepted once, in any case, with or without dashes."""
-    try:
-        flow = _load(Step.SECOND_FACTOR)
-        user = _user(flow)
-    except FlowError:
-        return restart_page()
     if request.method == "GET":
         return _render("emergency", flow)
     svc = services()
@@ -564,14 +562,10 @@ def emergency() -> Any:
 
 
 @bp.route("/login/emergency/new", methods=["GET", "POST"])
-def new_emergency_code() -> Any:
+@at_step(Step.NEW_RECOVERY)
+def new_emergency_code(flow: Flow, user: User) -> Any:
     """After an emergency code: the user saves a new one, or turns two-step
     verification off (and, if the account requires it, sets it up again)."""
-    try:
-        flow = _load(Step.NEW_RECOVERY)
-        user = _user(flow)
-    except FlowError:
-        return restart_page()
     svc = services()
     if flow.recovery_code is None:
         flow.recovery_code = svc.secret_box.encrypt(recovery.generate_code())

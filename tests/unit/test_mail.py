@@ -5,13 +5,13 @@ import json
 import fakeredis
 import pytest
 
-from idp.services.mail import OUTBOX_SIZE
 from idp.services.mail import EmailMessage
 from idp.services.mail import OutboxMailer
 from idp.services.mail import SmtpMailer
 from idp.services.mail import SmtpServer
 from idp.services.mail import build_mailer
 from idp.services.mail import parse_smtp_url
+from idp.services.outbox import OUTBOX_SIZE
 from idp.store import Store
 
 
@@ -186,7 +186,7 @@ def test_build_mailer_uses_smtp_when_a_url_is_set(outbox_store: Store):
 def test_build_mailer_uses_the_outbox_without_a_url(outbox_store: Store):
     mailer = build_mailer("", outbox_store, echo=None)
     assert isinstance(mailer, OutboxMailer)
-    assert mailer.store is outbox_store
+    assert mailer.outbox.store is outbox_store
     assert mailer.echo is None
 
 
