@@ -8,7 +8,9 @@ BENCH_WORKER_CLASS (gthread, for gunicorn),
 BENCH_THREADS (4), BENCH_CONNECTIONS (32), BENCH_SECONDS (10),
 BENCH_DATABASE (postgresql://postgres@127.0.0.1:5432/idp_bench; dropped and
 created again), BENCH_REDIS (redis://127.0.0.1:6379/14; flushed),
-BENCH_USERS (extra accounts in the user table, 0).
+BENCH_USERS (extra accounts in the user table, 0), BENCH_SCALE (users and sessions of
+the scale phase, 1,000,000; 0 skips it), BENCH_ONLY (run only the endpoints whose names
+contain one of these comma-separated words).
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14")
 EXTRA_USERS = int(os.environ.get("BENCH_USERS", "0"))
 #: Users and live sessions for the scale runs (0 skips them).
 SCALE = int(os.environ.get("BENCH_SCALE", "1000000"))
+#: Only the endpoints whose names contain one of these (comma-separated), for a quick look.
+ONLY = [part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()]
+
+
+def selected(name: str) -> bool:
+    return not ONLY or any(part in name for part in ONLY)
 
 
 def environment(keys_dir: str) -> dict[str, str]:
@@ -303,6 +311,8 @@ def main() -> None:
             check=True,
         )
         for name, run in cases:
+            if not selected(name):
+                continue
             outcome = run()
             results.append((name, outcome))
             print(
@@ -341,6 +351,8 @@ def side_by_side(secrets: dict[str, str], directory: Path) -> list[tuple[str, di
             check=True,
         )
         for name, (ours_path, ours_env), (peer_path, peer_env) in cases:
+            if not selected(name):
+                continue
             runs: dict[str, list[dict[str, float]]] = {"ours": [], "peer": []}
             for side in ("ours", "peer", "peer", "ours"):
                 if side == "ours":

@@ -410,6 +410,14 @@ def deny_flow(flow: Flow) -> Any:
 @bp.post("/token")
 @csrf.exempt
 def token() -> Response:
+    repeated = sorted(name for name, values in request.form.lists() if len(values) > 1)
+    if repeated:  # RFC 6749 §3.2: parameters must not be included more than once
+        error = InvalidRequestError(f"Repeated parameter: {', '.join(repeated)}.")
+        return Response(
+            json.dumps(dict(error.get_body())),
+            status=error.status_code,
+            headers=error.get_headers(),
+        )
     response: Response = services().server.create_token_response()
     return response
 

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import requests
-from joserfc import jwt
 from sqlalchemy import delete
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -177,9 +176,7 @@ class Logout:
             claims["sid"] = delivery.session_id
         if user is not None:
             claims["sub"] = user.subject
-        key = self.keyring.signing_key(alg)
-        header = {"alg": alg, "typ": LOGOUT_TOKEN_TYPE, "kid": key.kid}
-        return jwt.encode(header, claims, key, algorithms=[alg])
+        return self.keyring.signer(alg).sign(claims, LOGOUT_TOKEN_TYPE)
 
     # -- delivery -----------------------------------------------------------------------------
     def deliver_due(self) -> int:

@@ -185,9 +185,7 @@ class Tokens:
         }
         if extra:
             claims.update(extra)
-        key = self.keyring.signing_key(alg)
-        header = {"alg": alg, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}
-        return jwt.encode(header, claims, key, algorithms=[alg])
+        return self.keyring.signer(alg).sign(claims, ACCESS_TOKEN_TYPE)
 
     def verify_access_token(self, token: str) -> AccessToken:
         """Check signature, type, issuer, expiry and the deny-list (one Redis call)."""
