@@ -1,6 +1,7 @@
 """The peer of ``make bench``: panva's oidc-provider (bench/peer/server.mjs),
 started with the same clients and secrets and the same worker count, its own
-RS256 and ES256 keys."""
+RS256 and ES256 keys, its workers sharing one Redis database (db 13), which
+seed() fills for the user endpoints (userinfo, introspection, refresh, authorize)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ def available() -> bool:
     return (HERE / "node_modules" / "oidc-provider").is_dir()
 
 
-def start(workers: int, secrets: dict[str, str], directory: Path) -> subprocess.Popen[bytes]:
-    rs = RSAKey.generate_key(2048, {"alg": "RS256", "use": "sig", "kid": "rs"}, private=True)
-    es = ECKey.generate_key("P-256", {"alg": "ES256", "use": "sig", "kid": "es"}, private=True)
+def prepare(secrets: dict[str, str], directory: Path) -> dict[str, str]:
+    """Write the peer's clients and keys into ``directory`` (the keys generated
+    once per directory) and return the environment naming them, for both
+    server.mjs and seed.mjs (which share config.mjs). PEER_REDIS, if set, passes
+    through (default: redis://127.0.0.1:6379/13)."""
     jwks = directory / "peer-jwks.json"
-    jwks.write_text(json.dumps({"keys": [rs.as_dict(private=True), es.as_dict(private=True)]}))
+    if not jwks.exists():
+        rs = RSAKey.generate_key(2048, {"alg": "RS256", "use": "sig", "kid": "rs"}, private=True)
+        es = ECKey.generate_key("P-256", {"alg": "ES256", "use": "sig", "kid": "es"}, private=True)
+        jwks.write_text(json.dumps({"keys": [rs.as_dict(private=True), es.as_dict(private=True)]}))
     clients = directory / "peer-clients.json"
     algs = {"bench-rs": "RS256", "bench-es": "ES256"}
     clients.write_text(
@@ -35,14 +41,38 @@ def start(workers: int, secrets: dict[str, str], directory: Path) -> subprocess.
             [{"client_id": c, "client_secret": s, "alg": algs[c]} for c, s in secrets.items()]
         )
     )
-    env = {
+    return {
         **os.environ,
         "PEER_PORT": str(PORT),
-        "PEER_WORKERS": str(workers),
         "PEER_JWKS": str(jwks),
         "PEER_CLIENTS": str(clients),
         "NODE_ENV": "production",
     }
+
+
+def seed(secrets: dict[str, str], directory: Path, refresh_tokens: int) -> dict[str, str]:
+    """Flush the peer's Redis database and seed it (bench/peer/seed.mjs): returns
+    {"access_token", "refresh_tokens_file", "cookie"}: an opaque access token
+    (userinfo, introspection), a file of ``refresh_tokens`` single-use refresh
+    tokens of bench-rs, and the Cookie header of a logged-in SSO session with
+    bench-rs's grant (authorize answers with a code at once)."""
+    out = directory / "peer-seed.json"
+    env = {
+        **prepare(secrets, directory),
+        "PEER_REFRESH_TOKENS": str(refresh_tokens),
+        "PEER_OUT": str(out),
+    }
+    done = subprocess.run(
+        ["node", str(HERE / "seed.mjs")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    if done.returncode != 0:
+        raise RuntimeError("seeding the peer failed: " + done.stderr.decode(errors="replace"))
+    seeded: dict[str, str] = json.loads(out.read_text())
+    return seeded
+
+
+def start(workers: int, secrets: dict[str, str], directory: Path) -> subprocess.Popen[bytes]:
+    env = {**prepare(secrets, directory), "PEER_WORKERS": str(workers)}
     server = subprocess.Popen(
         ["node", str(HERE / "server.mjs")],
         env=env,

@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.config import Settings
 from idp.documents import StaticDocuments
-from idp.oidc.shortcuts import TokenShortcut
+from idp.oidc.shortcuts import Shortcuts
 
 __all__ = ["create_app"]
 
@@ -84,9 +84,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     store.init_app(app, overrides.get("store"))
     _build_services(app, settings)
     web.init_app(app)
-    # The plain client-credentials request, discovery and JWKS are answered
-    # before Flask (outermost, after ProxyFix).
-    app.wsgi_app = TokenShortcut(app, app.wsgi_app)  # type: ignore[method-assign]
+    # Discovery, JWKS and the plain requests of the hottest endpoints are
+    # answered before Flask (outermost, after ProxyFix).
+    app.wsgi_app = Shortcuts(app, app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = StaticDocuments(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 

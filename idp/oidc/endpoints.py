@@ -22,7 +22,20 @@ from idp.services.tokens import InvalidTokenError
 from idp.services.tokens import Tokens
 from idp.services.tokens import aware
 
-__all__ = ["IdpIntrospectionEndpoint", "IdpRevocationEndpoint"]
+__all__ = ["IdpIntrospectionEndpoint", "IdpRevocationEndpoint", "access_token_introspection"]
+
+#: The claims of an access token that introspection answers with (RFC 7662 §2.2).
+INTROSPECTED_CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "sid")
+
+
+def access_token_introspection(token: AccessToken) -> dict[str, Any]:
+    """RFC 7662 §2.2 for a live access token."""
+    claims = token.claims
+    return {
+        "active": True,
+        "token_type": "Bearer",
+        **{name: claims[name] for name in INTROSPECTED_CLAIMS if name in claims},
+    }
 
 
 @dataclass
@@ -108,27 +121,7 @@ class IdpIntrospectionEndpoint(IntrospectionEndpoint):  # type: ignore[misc]
 
     def introspect_token(self, token: FoundToken) -> dict[str, Any]:
         if token.access is not None:
-            claims = token.access.claims
-            payload = {
-                "active": True,
-                "token_type": "Bearer",
-                **{
-                    name: claims[name]
-                    for name in (
-                        "scope",
-                        "client_id",
-                        "sub",
-                        "aud",
-                        "iss",
-                        "exp",
-                        "iat",
-                        "jti",
-                        "sid",
-                    )
-                    if name in claims
-                },
-            }
-            return payload
+            return access_token_introspection(token.access)
         grant = token.grant
         if grant is None:
             return {"active": False}

@@ -1,16 +1,26 @@
-"""The common, valid token request answered without the Flask request cycle.
+"""The common, valid requests of the hottest endpoints, answered without the
+Flask request cycle.
 
-A service asking for a ``client_credentials`` token is the hottest call an
-identity provider gets, and most of its cost here was the framework around the
-signature. :class:`TokenShortcut` answers that request straight from WSGI when
-it is the plain, valid case: a form body with each parameter once, the client
-authenticated by ``client_secret_basic`` or ``client_secret_post``, allowed the
-grant, and only known scopes. The answer is the one the full endpoint gives
-(the same token generator, body and headers).
+Services asking for ``client_credentials`` tokens, products reading UserInfo
+and resource servers introspecting access tokens are the calls an identity
+provider gets most, and most of their cost here was the framework around a
+signature, one Redis round trip and one query. :class:`Shortcuts` answers them
+straight from WSGI when the request is the plain, valid case:
 
-Anything else (an error of any kind, another grant type, an unusual request)
-goes on to the full endpoint untouched, which answers it as always; so the
-shortcut never has to produce an error, and cannot produce one that differs.
+* ``POST /token``, ``grant_type=client_credentials``: a form body with each
+  parameter once, the client authenticated by ``client_secret_basic`` or
+  ``client_secret_post`` and allowed the grant, only known scopes;
+* ``GET /userinfo`` with a bearer header carrying a live access token with the
+  ``openid`` scope of an active user's live grant;
+* ``POST /introspect`` of one of the client's own live access tokens.
+
+The answer is the one the full endpoint gives: the same functions make the
+token, the claims and the introspection, with the same headers.
+
+Anything else (an error of any kind, another grant type, a refresh token, an
+unusual request) goes on to the full endpoint untouched, which answers it as
+always; so a shortcut never has to produce an error, and cannot produce one
+that differs.
 """
 
 from __future__ import annotations
@@ -28,74 +38,158 @@ from urllib.parse import unquote
 
 from flask import Flask
 
+from idp.oidc.endpoints import access_token_introspection
+from idp.oidc.server import Principal
+from idp.services.claims import user_claims
 from idp.services.clients import SCOPES
 from idp.services.clients import RegisteredClient
+from idp.services.tokens import InvalidTokenError
 
-__all__ = ["TokenShortcut"]
+__all__ = ["Shortcuts"]
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
-TOKEN_PATH = "/token"  # noqa: S105 - a path
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 #: Longer bodies are not the plain case; the full endpoint takes them.
 MAX_BODY_BYTES = 4096
-#: The parameters a plain client-credentials request may carry.
-PARAMETERS = frozenset(("grant_type", "scope", "client_id", "client_secret"))
-RESPONSE_HEADERS = [
+#: The parameters a plain request may carry, per endpoint.
+TOKEN_PARAMETERS = frozenset(("grant_type", "scope", "client_id", "client_secret"))
+REFRESH_PARAMETERS = frozenset(("grant_type", "refresh_token", "client_id", "client_secret"))
+INTROSPECTION_PARAMETERS = frozenset(("token", "token_type_hint", "client_id", "client_secret"))
+COMMON_HEADERS = [
     ("Content-Type", "application/json"),
     ("Cache-Control", "no-store"),
-    ("Pragma", "no-cache"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
 ]
+#: RFC 6749 §5.1 (token), and the same for introspection, as the full endpoints send them.
+OAUTH_HEADERS = [*COMMON_HEADERS, ("Pragma", "no-cache")]
 KNOWN_SCOPES = frozenset(SCOPES)
 
 
-class TokenShortcut:
-    def __init__(
-        self, app: Flask, wsgi_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-    ) -> None:
+class Shortcuts:
+    def __init__(self, app: Flask, wsgi_app: WsgiApp) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
+        self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], bytes | None]] = {
+            ("POST", "/token"): self._token,
+            ("GET", "/userinfo"): self._userinfo,
+            ("POST", "/introspect"): self._introspection,
+        }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != TOKEN_PATH or environ.get("REQUEST_METHOD") != "POST":
+        path = environ.get("PATH_INFO", "")
+        handler = self.routes.get((environ.get("REQUEST_METHOD", ""), path))
+        if handler is None:
             return self.wsgi_app(environ, start_response)
-        body = _take_form_body(environ)
-        if body is not None:
-            try:
-                answer = self._client_credentials(environ, body)
-            except Exception:  # the full endpoint will meet the same fault and answer it
-                log.exception("token shortcut failed; the full endpoint answers")
-                answer = None
-            if answer is not None:
-                start_response("200 OK", [*RESPONSE_HEADERS, ("Content-Length", str(len(answer)))])
-                return [answer]
-        return self.wsgi_app(environ, start_response)
-
-    def _client_credentials(self, environ: dict[str, Any], body: bytes) -> bytes | None:
         try:
-            pairs = parse_qsl(body.decode(), keep_blank_values=True)
-        except (UnicodeDecodeError, ValueError):
+            answer = handler(environ)
+        except Exception:  # the full endpoint will meet the same fault and answer it
+            log.exception("shortcut for %s failed; the full endpoint answers", path)
+            answer = None
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        headers = COMMON_HEADERS if path == "/userinfo" else OAUTH_HEADERS
+        start_response("200 OK", [*headers, ("Content-Length", str(len(answer)))])
+        return [answer]
+
+    @property
+    def services(self) -> Any:
+        return self.app.extensions["idp"]
+
+    # -- the endpoints ------------------------------------------------------------------------
+    def _token(self, environ: dict[str, Any]) -> bytes | None:
+        params = _form(environ, TOKEN_PARAMETERS | REFRESH_PARAMETERS)
+        if params is None:
             return None
-        params = dict(pairs)
-        if (
-            len(params) != len(pairs)
-            or params.get("grant_type") != "client_credentials"
-            or not params.keys() <= PARAMETERS
-        ):
-            return None
+        if params.get("grant_type") == "client_credentials" and params.keys() <= TOKEN_PARAMETERS:
+            return self._client_credentials(environ, params)
+        if params.get("grant_type") == "refresh_token" and params.keys() <= REFRESH_PARAMETERS:
+            return self._refresh(environ, params)
+        return None
+
+    def _client_credentials(self, environ: dict[str, Any], params: dict[str, str]) -> bytes | None:
         client = self._authenticate(environ, params)
         if client is None or "client_credentials" not in client.grant_types:
             return None
         scope = params.get("scope")
         if scope is not None and not set(scope.split()) <= KNOWN_SCOPES:
             return None  # invalid_scope, from the full endpoint
-        services = self.app.extensions["idp"]
-        token = services.server.generate_bearer_token(
+        token = self.services.server.generate_bearer_token(
             "client_credentials", client, scope=scope, include_refresh_token=False
         )
         return json.dumps(token).encode()
+
+    def _refresh(self, environ: dict[str, Any], params: dict[str, str]) -> bytes | None:
+        """Rotation and the new access token, with the grant's scope (a request
+        narrowing the scope takes the full path)."""
+        engine = self.app.extensions["idp.engine"]
+        if engine.dialect.name != "postgresql" or not params.get("refresh_token"):
+            return None
+        client = self._authenticate(environ, params)
+        if client is None or "refresh_token" not in client.grant_types:
+            return None
+        tokens = self.services.tokens
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            rotated = tokens.rotate_in_one_statement(
+                connection, params["refresh_token"], client.client_id
+            )
+        if rotated is None:
+            return None
+        successor, grant = rotated
+        principal = Principal(
+            user=grant,  # type: ignore[arg-type] # has the subject, all a token needs of the user
+            grant_id=grant.id,
+            session_id=grant.session_id,
+            auth_time=grant.auth_time,
+            acr=grant.acr,
+            amr=list(grant.amr),
+        )
+        token = self.services.server.generate_bearer_token(
+            "refresh_token", client, user=principal, scope=grant.scope, include_refresh_token=False
+        )
+        token["refresh_token"] = successor
+        return json.dumps(token).encode()
+
+    def _userinfo(self, environ: dict[str, Any]) -> bytes | None:
+        scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        tokens = self.services.tokens
+        try:
+            token = tokens.verify_access_token(value.strip())
+        except InvalidTokenError:
+            return None
+        scopes = token.scope.split()
+        if "openid" not in scopes:
+            return None
+        # One statement, so no transaction around it.
+        engine = self.app.extensions["idp.engine"]
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            user = tokens.userinfo_subject(connection, token)
+        if user is None:
+            return None
+        return json.dumps(user_claims(user, scopes)).encode()
+
+    def _introspection(self, environ: dict[str, Any]) -> bytes | None:
+        params = _form(environ, INTROSPECTION_PARAMETERS)
+        if (
+            params is None
+            or params.get("token", "").count(".") != 2  # refresh tokens are opaque
+            or params.get("token_type_hint", "access_token") != "access_token"
+        ):
+            return None
+        client = self._authenticate(environ, params)
+        if client is None:
+            return None
+        try:
+            token = self.services.tokens.verify_access_token(params["token"])
+        except InvalidTokenError:
+            return None
+        if token.client_id != client.client_id:
+            return None
+        return json.dumps(access_token_introspection(token)).encode()
 
     def _authenticate(
         self, environ: dict[str, Any], params: dict[str, str]
@@ -123,7 +217,7 @@ class TokenShortcut:
             method = "client_secret_post"
         if not client_id or not secret:
             return None
-        client: RegisteredClient | None = self.app.extensions["idp"].clients.get(client_id)
+        client: RegisteredClient | None = self.services.clients.get(client_id)
         if (
             client is None
             or client.is_public
@@ -132,6 +226,22 @@ class TokenShortcut:
         ):
             return None
         return client
+
+
+def _form(environ: dict[str, Any], allowed: frozenset[str]) -> dict[str, str] | None:
+    """The parameters of a small form body, when each comes once and all are
+    ``allowed``; ``None`` otherwise."""
+    body = _take_form_body(environ)
+    if body is None:
+        return None
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    params = dict(pairs)
+    if len(params) != len(pairs) or not params.keys() <= allowed:
+        return None
+    return params
 
 
 def _take_form_body(environ: dict[str, Any]) -> bytes | None:

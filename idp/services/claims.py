@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy.engine import Row
+
 from idp.models import User
 
 __all__ = [
@@ -47,7 +49,7 @@ def parse_claims_request(raw: str | None) -> dict[str, Any] | None:
     return {key: member or {} for key, member in value.items()}
 
 
-def _value(user: User, claim: str) -> Any:
+def _value(user: User | Row, claim: str) -> Any:
     if claim == "updated_at":
         return int(user.updated_at.timestamp())
     if claim in ("phone_number", "phone_number_verified") and not user.phone_number:
@@ -67,7 +69,7 @@ def scopes_for_claims(requested: dict[str, Any] | None) -> set[str]:
     return {scope for scope, claims in CLAIMS_BY_SCOPE.items() if names & set(claims)}
 
 
-def user_claims(user: User, scopes: Iterable[str]) -> dict[str, Any]:
+def user_claims(user: User | Row, scopes: Iterable[str]) -> dict[str, Any]:
     """The claims of ``user`` released for ``scopes``; claims without a value are
     left out (OIDC Core §5.3.2)."""
     claims: dict[str, Any] = {"sub": user.subject}

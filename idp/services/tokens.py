@@ -23,8 +23,12 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
+from sqlalchemy import bindparam
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -291,6 +295,29 @@ class Tokens:
         session.commit()
         return successor
 
+    def rotate_in_one_statement(
+        self, connection: Connection, token: str, client_id: str
+    ) -> tuple[str, Row] | None:
+        """The whole happy path of a refresh in one atomic statement
+        (PostgreSQL): spend the token if it is unused and its grant is live, of
+        ``client_id`` and of an active user; add its successor; return the
+        successor and the grant's columns with the user's ``subject``.
+
+        ``None`` when any condition fails; nothing was changed then, and the
+        full refresh path (which also handles replays) can take the request.
+        """
+        successor = secrets.new_secret()
+        row = connection.execute(
+            ROTATION,
+            {
+                "old": secrets.digest(token),
+                "new": secrets.digest(successor),
+                "client_id": client_id,
+                "now": clock.utcnow(),
+            },
+        ).first()
+        return (successor, row) if row is not None else None
+
     def revoke_grant(self, session: Session, grant_id: str) -> None:
         """End a grant: its refresh tokens stop working and its live access
         tokens are deny-listed until the longest of them expires."""
@@ -326,19 +353,66 @@ class Tokens:
             self.revoke_grant(session, grant_id)
         return len(grant_ids)
 
-    def userinfo_subject(self, session: Session, token: AccessToken) -> User | None:
-        """The active user behind a live grant of a user's access token, in one query."""
+    def userinfo_subject(self, connection: Session | Connection, token: AccessToken) -> Row | None:
+        """The active user behind a live grant of a user's access token, in one
+        query: the user's columns (what :func:`~idp.services.claims.user_claims`
+        reads), without the ORM's work of building an object."""
         if not token.grant_id:
             return None
-        return session.scalar(
-            select(User)
-            .join(Grant, Grant.user_id == User.id)
-            .where(
-                Grant.id == token.grant_id,
-                Grant.revoked_at.is_(None),
-                User.is_active.is_(True),
-            )
+        return connection.execute(USERINFO_QUERY, {"grant_id": token.grant_id}).first()
+
+
+def _rotation_statement() -> Any:
+    tokens, grants, users = RefreshToken.__table__, Grant.__table__, User.__table__
+    now = bindparam("now")
+    live_grants = (
+        select(grants.c.id)
+        .join(users, users.c.id == grants.c.user_id)
+        .where(
+            grants.c.client_id == bindparam("client_id"),
+            grants.c.revoked_at.is_(None),
+            grants.c.expires_at > now,
+            users.c.is_active.is_(True),
         )
+    )
+    spent = (
+        update(tokens)
+        .where(
+            tokens.c.token_hash == bindparam("old"),
+            tokens.c.used_at.is_(None),
+            tokens.c.grant_id.in_(live_grants),
+        )
+        .values(used_at=now)
+        .returning(tokens.c.grant_id)
+        .cte("spent")
+    )
+    added = (
+        insert(tokens)
+        .from_select(
+            ["token_hash", "grant_id", "created_at"],
+            select(bindparam("new"), spent.c.grant_id, now),
+        )
+        .returning(tokens.c.grant_id)
+        .cte("added")
+    )
+    return (
+        select(grants, users.c.subject)
+        .join(users, users.c.id == grants.c.user_id)
+        .where(grants.c.id.in_(select(added.c.grant_id)))
+    )
+
+
+#: Built once: composing a statement can cost more than running it (measured).
+ROTATION = _rotation_statement()
+USERINFO_QUERY = (
+    select(User.__table__)
+    .join(Grant, Grant.user_id == User.id)
+    .where(
+        Grant.id == bindparam("grant_id"),
+        Grant.revoked_at.is_(None),
+        User.is_active.is_(True),
+    )
+)
 
 
 def aware(value: dt.datetime) -> dt.datetime:

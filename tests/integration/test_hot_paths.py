@@ -142,5 +142,9 @@ def test_code_exchange_and_refresh_stay_small(client, setup):
             headers=basic,
         )
     assert response.status_code == 200
-    assert work.sql == ["SELECT", "UPDATE", "INSERT"]
+    if client.application.extensions["idp.engine"].dialect.name == "postgresql":
+        # Spend, add the successor and read the grant: one statement.
+        assert work.sql == ["WITH"]
+    else:
+        assert work.sql == ["SELECT", "UPDATE", "INSERT"]
     assert work.redis == []

@@ -1,0 +1,87 @@
+// The one configuration of the peer (oidc-provider), shared by the server
+// (server.mjs) and the seeding script (seed.mjs). Settings come from the
+// environment (see bench/peer.py): PEER_PORT, PEER_CLIENTS, PEER_JWKS, PEER_REDIS.
+import { readFileSync } from "node:fs";
+
+import Redis from "ioredis";
+import Provider from "oidc-provider";
+
+import { redisAdapter } from "./redis_adapter.mjs";
+
+export const PORT = Number(process.env.PEER_PORT || 8200);
+export const REDIS = process.env.PEER_REDIS || "redis://127.0.0.1:6379/13";
+export const CALLBACK = "http://127.0.0.1:9/callback";
+// The only user: findAccount answers for any id, with these claims.
+export const ACCOUNT_ID = "bench-user";
+// Session cookies are signed with the first key (keygrip, HMAC-SHA1).
+export const COOKIE_KEYS = ["bench-peer-cookie-key"];
+
+const DAY = 24 * 60 * 60;
+export const TTL = {
+  AccessToken: 3600,
+  AuthorizationCode: 60,
+  ClientCredentials: 300,
+  Grant: 14 * DAY,
+  IdToken: 3600,
+  Interaction: 3600,
+  RefreshToken: 14 * DAY,
+  Session: 14 * DAY,
+};
+
+// The resource server of client_credentials tokens (JWTs, as before).
+const API = "urn:bench:api";
+
+// A provider on the shared Redis store, and its Redis client (to flush or quit).
+export function createProvider() {
+  const clients = JSON.parse(readFileSync(process.env.PEER_CLIENTS, "utf8"));
+  const algs = Object.fromEntries(clients.map((c) => [c.client_id, c.alg]));
+  const redis = new Redis(REDIS, { enableAutoPipelining: true });
+  const provider = new Provider(`http://127.0.0.1:${PORT}`, {
+    adapter: redisAdapter(redis),
+    clients: clients.map((c) => ({
+      client_id: c.client_id,
+      client_secret: c.client_secret,
+      grant_types: ["authorization_code", "refresh_token", "client_credentials"],
+      response_types: ["code"],
+      redirect_uris: [CALLBACK],
+      token_endpoint_auth_method: "client_secret_basic",
+      id_token_signed_response_alg: c.alg,
+    })),
+    jwks: JSON.parse(readFileSync(process.env.PEER_JWKS, "utf8")),
+    cookies: { keys: COOKIE_KEYS },
+    findAccount: (ctx, id) => ({
+      accountId: id,
+      claims: () => ({
+        sub: id,
+        name: "Bench User",
+        email: "bench@example.com",
+        email_verified: true,
+      }),
+    }),
+    claims: { openid: ["sub"], profile: ["name"], email: ["email", "email_verified"] },
+    scopes: ["openid", "profile", "email", "offline_access", "api"],
+    rotateRefreshToken: true,
+    ttl: TTL,
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // Only client_credentials defaults to the API; user tokens stay
+        // opaque, for userinfo.
+        defaultResource: (ctx) =>
+          ctx.oidc.params.grant_type === "client_credentials" ? API : undefined,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, resource, client) => ({
+          scope: "api",
+          audience: client.clientId,
+          accessTokenTTL: 300,
+          accessTokenFormat: "jwt",
+          jwt: { sign: { alg: algs[client.clientId] } },
+        }),
+      },
+    },
+  });
+  return { provider, redis };
+}
