@@ -1,4 +1,5 @@
-"""The SQL connection: one engine per app, one session per request."""
+"""The SQL connections: one engine per app, one session per request; and a
+second engine for the one-statement work of the hot-path shortcuts."""
 
 from __future__ import annotations
 
@@ -14,18 +15,26 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
-__all__ = ["get_session", "init_app", "make_engine"]
+__all__ = ["dispose", "get_session", "init_app", "make_engine"]
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine, with SQLite made safe for a threaded development server."""
+def make_engine(url: str, single_statements: bool = False) -> Engine:
+    """Create the engine, with SQLite made safe for a threaded development server.
+
+    With ``single_statements``: each statement commits by itself (no BEGIN or
+    ROLLBACK round trips) and connections are not pinged before use; for
+    callers that can take a failed statement (a dropped connection is
+    discarded, and the shortcuts then hand the request to the full endpoint).
+    """
     kwargs: dict[str, Any] = {}
+    if single_statements:
+        kwargs["isolation_level"] = "AUTOCOMMIT"
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
-    else:
+    elif not single_statements:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
@@ -43,8 +52,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def init_app(app: Flask) -> None:
     engine = make_engine(app.extensions["idp.settings"].sqlalchemy_url)
     app.extensions["idp.engine"] = engine
+    app.extensions["idp.statement_engine"] = make_engine(
+        app.extensions["idp.settings"].sqlalchemy_url, single_statements=True
+    )
     app.extensions["idp.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(_close_session)
+
+
+def dispose(app: Flask) -> None:
+    """Close every pooled connection of the app's engines."""
+    for name in ("idp.engine", "idp.statement_engine"):
+        app.extensions[name].dispose()
 
 
 def get_session() -> Session:

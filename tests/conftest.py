@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 from clients.academy.app import create_app as create_academy
 from clients.portal.app import create_app as create_portal
 from idp import create_app
+from idp import db
 from idp.config import Settings
 from idp.db import make_engine
 from idp.migrations import upgrade
@@ -134,7 +135,7 @@ def app(settings: Settings, store: Store) -> Iterator:
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
-    engine.dispose()
+    db.dispose(app)
 
 
 @pytest.fixture
@@ -188,7 +189,7 @@ def live_server(database_url: str, keys_dir: Path, store: Store) -> Iterator:
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
-    engine.dispose()
+    db.dispose(app)
 
 
 @pytest.fixture
@@ -253,4 +254,4 @@ def make_app(store: Store) -> Iterator:  # type: ignore[type-arg]
     yield make
     for app in apps:
         app.extensions["idp"].background.stop()
-        app.extensions["idp.engine"].dispose()
+        db.dispose(app)

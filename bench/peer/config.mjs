@@ -35,7 +35,7 @@ const API = "urn:bench:api";
 export function createProvider() {
   const clients = JSON.parse(readFileSync(process.env.PEER_CLIENTS, "utf8"));
   const algs = Object.fromEntries(clients.map((c) => [c.client_id, c.alg]));
-  const redis = new Redis(REDIS, { enableAutoPipelining: true });
+  const redis = new Redis(REDIS);
   const provider = new Provider(`http://127.0.0.1:${PORT}`, {
     adapter: redisAdapter(redis),
     clients: clients.map((c) => ({

@@ -124,14 +124,14 @@ class Shortcuts:
     def _refresh(self, environ: dict[str, Any], params: dict[str, str]) -> bytes | None:
         """Rotation and the new access token, with the grant's scope (a request
         narrowing the scope takes the full path)."""
-        engine = self.app.extensions["idp.engine"]
+        engine = self.app.extensions["idp.statement_engine"]
         if engine.dialect.name != "postgresql" or not params.get("refresh_token"):
             return None
         client = self._authenticate(environ, params)
         if client is None or "refresh_token" not in client.grant_types:
             return None
         tokens = self.services.tokens
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with engine.connect() as connection:
             rotated = tokens.rotate_in_one_statement(
                 connection, params["refresh_token"], client.client_id
             )
@@ -164,9 +164,7 @@ class Shortcuts:
         scopes = token.scope.split()
         if "openid" not in scopes:
             return None
-        # One statement, so no transaction around it.
-        engine = self.app.extensions["idp.engine"]
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with self.app.extensions["idp.statement_engine"].connect() as connection:
             user = tokens.userinfo_subject(connection, token)
         if user is None:
             return None

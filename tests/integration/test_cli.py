@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from idp import cli
+from idp import db
 from idp.services import secrets
 
 
@@ -37,7 +38,7 @@ def idp(app, settings, monkeypatch):  # type: ignore[no-untyped-def]
             if cli._app is not None:
                 # `idp demo` runs in development, where the logout sweeper starts at once.
                 cli._app.extensions["idp"].background.stop()
-                cli._app.extensions["idp.engine"].dispose()
+                db.dispose(cli._app)
 
     return run
 

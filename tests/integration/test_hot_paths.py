@@ -28,7 +28,8 @@ class Work:
     def __init__(self, app: Any) -> None:
         self.sql: list[str] = []
         self.redis: list[str] = []
-        event.listen(app.extensions["idp.engine"], "before_cursor_execute", self._statement)
+        for engine in ("idp.engine", "idp.statement_engine"):
+            event.listen(app.extensions[engine], "before_cursor_execute", self._statement)
         client = app.extensions["idp"].store.redis
         execute_command, pipeline = client.execute_command, client.pipeline
 
@@ -142,7 +143,7 @@ def test_code_exchange_and_refresh_stay_small(client, setup):
             headers=basic,
         )
     assert response.status_code == 200
-    if client.application.extensions["idp.engine"].dialect.name == "postgresql":
+    if client.application.extensions["idp.statement_engine"].dialect.name == "postgresql":
         # Spend, add the successor and read the grant: one statement.
         assert work.sql == ["WITH"]
     else:

@@ -12,6 +12,7 @@ import pytest
 from joserfc import jwt
 
 from idp.db import get_session
+from idp.db import make_engine
 from idp.models import User
 from idp.oidc.shortcuts import Shortcuts
 from tests.factories import Pkce
@@ -333,7 +334,7 @@ def test_refresh_is_answered_in_one_statement_on_postgresql(  # type: ignore[no-
 ):
     _, secret, tokens = user_tokens
     first = _refresh(client, secret, tokens["refresh_token"])
-    on_postgresql = app.extensions["idp.engine"].dialect.name == "postgresql"
+    on_postgresql = app.extensions["idp.statement_engine"].dialect.name == "postgresql"
     assert full_endpoint_calls == ([] if on_postgresql else ["/token"])
     assert first.status_code == HTTPStatus.OK
     body = first.json
@@ -384,3 +385,24 @@ def test_refresh_otherwise_takes_the_full_path_and_changes_nothing_first(  # typ
     assert response.json["error"] == "invalid_grant"
     if case == "another client":  # the owner's token was not spent by the attempt
         assert _refresh(client, secret, token).status_code == HTTPStatus.OK
+
+
+def test_a_failing_shortcut_hands_the_request_to_the_full_endpoint(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls, caplog
+):
+    """The shortcuts' engine skips the pre-use ping: a dropped connection fails
+    the shortcut, and the full endpoint (with its pinged pool) answers."""
+    _, _, tokens = user_tokens
+    healthy = app.extensions["idp.statement_engine"]
+    app.extensions["idp.statement_engine"] = make_engine("postgresql://nobody@127.0.0.1:9/none")
+    try:
+        response = client.get(
+            "/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}
+        )
+    finally:
+        app.extensions["idp.statement_engine"].dispose()
+        app.extensions["idp.statement_engine"] = healthy
+    assert response.status_code == HTTPStatus.OK
+    assert response.json["email"] == "kim@example.com"
+    assert full_endpoint_calls == ["/userinfo"]
+    assert "the full endpoint answers" in caplog.text
