@@ -26,7 +26,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
@@ -255,9 +257,11 @@ def main() -> None:
     login_seconds = max(SECONDS, 10)
     print(f"seeding: {tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
     app = create_app()
-    seeded = seed(app, refresh_tokens=tokens_needed, login_users=3000, extra_users=EXTRA_USERS)
-    token_file = Path(keys_dir) / "refresh-tokens.txt"
-    token_file.write_text("\n".join(seeded.refresh_tokens) + "\n")
+    seeded = seed(app, refresh_tokens=3 * tokens_needed, login_users=3000, extra_users=EXTRA_USERS)
+    all_tokens = Path(keys_dir) / "refresh-tokens.txt"
+    all_tokens.write_text("\n".join(seeded.refresh_tokens) + "\n")
+    # One pool of single-use tokens for the table's run, two for the side-by-side runs.
+    token_file, *ours_refresh = split_lines(all_tokens, 3, Path(keys_dir), "refresh")
 
     server = start_server(env)
     rs, es = (
@@ -320,7 +324,11 @@ def main() -> None:
                 f"p99 {outcome['p99']:7.2f} ms  errors {int(outcome['errors'])}",
                 flush=True,
             )
-        compared = side_by_side(seeded.secrets, Path(keys_dir)) if peer.available() else []
+        compared = (
+            side_by_side(seeded, Path(keys_dir), fresh, ours_refresh, cookie, authorize_query)
+            if peer.available()
+            else []
+        )
         scale = scaled(app, scale_cases) if SCALE else []
     finally:
         server.send_signal(signal.SIGTERM)
@@ -329,18 +337,50 @@ def main() -> None:
     report(results, scale, compared)
 
 
-def side_by_side(secrets: dict[str, str], directory: Path) -> list[tuple[str, dict, dict]]:  # type: ignore[type-arg]
-    """The endpoints both serve alike, against the peer (oidc-provider) with
-    the same clients, workers and token format; ours and the peer's runs
-    alternate (ours, peer, peer, ours) so the machine's drift cancels."""
+def side_by_side(
+    seeded: Any,
+    directory: Path,
+    fresh: Callable[[], str],
+    ours_refresh: list[Path],
+    cookie: str,
+    query: str,
+) -> list[tuple[str, dict, dict]]:  # type: ignore[type-arg]
+    """Every hot endpoint against the peer (oidc-provider) with the same
+    clients, workers, user and token signing; ours and the peer's runs alternate
+    (ours, peer, peer, ours) so the machine's drift cancels. The peer's grants,
+    session and tokens are seeded in its own store (Redis), its accounts read
+    from the same PostgreSQL users table as ours."""
+    secrets = seeded.secrets
     rs, es = basic("bench-rs", secrets["bench-rs"]), basic("bench-es", secrets["bench-es"])
     cc = {"grant_type": "client_credentials"}
     peer_cc = {"grant_type": "client_credentials", "scope": "api"}
+    theirs = peer.seed(secrets, directory, 2 * 2000 * SECONDS, seeded.subject)
+    peer_refresh = split_lines(Path(theirs["refresh_tokens_file"]), 2, directory, "peer-refresh")
+
+    def same(path: str, env: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+        return [(path, env), (path, env)]
+
+    def refresh(files: list[Path]) -> list[tuple[str, dict[str, str]]]:
+        return [
+            (
+                "/token",
+                {"script": "refresh.lua", "WRK_TOKENS": str(f), "WRK_AUTH": rs, "WRK_THREADS": "2"},
+            )
+            for f in files
+        ]
+
+    def userinfo(path: str, token: Callable[[], str]) -> list[tuple[str, dict[str, str]]]:
+        return [(path, {"WRK_HEADERS": f"Authorization: Bearer {token()}"}) for _ in range(2)]
+
     cases = [
-        ("discovery", ("/.well-known/openid-configuration", {}), ("/.well-known/openid-configuration", {})),
-        ("JWKS", ("/jwks.json", {}), ("/jwks", {})),
-        ("token client_credentials RS256", ("/token", form("POST", cc, rs)), ("/token", form("POST", peer_cc, rs))),
-        ("token client_credentials ES256", ("/token", form("POST", cc, es)), ("/token", form("POST", peer_cc, es))),
+        ("discovery", same("/.well-known/openid-configuration", {}), same("/.well-known/openid-configuration", {})),
+        ("JWKS", same("/jwks.json", {}), same("/jwks", {})),
+        ("token client_credentials RS256", same("/token", form("POST", cc, rs)), same("/token", form("POST", peer_cc, rs))),
+        ("token client_credentials ES256", same("/token", form("POST", cc, es)), same("/token", form("POST", peer_cc, es))),
+        ("token refresh_token", refresh(ours_refresh), refresh(peer_refresh)),
+        ("introspection", [("/introspect", form("POST", {"token": fresh()}, rs)) for _ in range(2)], same("/token/introspection", form("POST", {"token": theirs["access_token"]}, rs))),
+        ("userinfo", userinfo("/userinfo", fresh), userinfo("/me", lambda: theirs["access_token"])),
+        ("authorize with SSO session", same("/authorize?" + query, {"WRK_HEADERS": f"Cookie: {cookie}"}), same("/auth?" + query, {"WRK_HEADERS": f"Cookie: {theirs['cookie']}"})),
     ]  # fmt: skip
     server = peer.start(WORKERS, secrets, directory)
     rows = []
@@ -350,27 +390,37 @@ def side_by_side(secrets: dict[str, str], directory: Path) -> list[tuple[str, di
             capture_output=True,
             check=True,
         )
-        for name, (ours_path, ours_env), (peer_path, peer_env) in cases:
+        for name, ours_runs, peer_runs in cases:
             if not selected(name):
                 continue
             runs: dict[str, list[dict[str, float]]] = {"ours": [], "peer": []}
             for side in ("ours", "peer", "peer", "ours"):
-                if side == "ours":
-                    runs[side].append(wrk(ours_path, **ours_env))
-                else:
-                    runs[side].append(wrk(peer_path, base=peer.ISSUER, **peer_env))
-            ours, theirs = _mean(runs["ours"]), _mean(runs["peer"])
-            rows.append((name, ours, theirs))
+                path, env = (ours_runs if side == "ours" else peer_runs)[len(runs[side])]
+                base = ISSUER if side == "ours" else peer.ISSUER
+                runs[side].append(wrk(path, base=base, **env))
+            ours, them = _mean(runs["ours"]), _mean(runs["peer"])
+            rows.append((name, ours, them))
             print(
                 f"{name:32} ours {ours['rps']:8.0f}/s p99 {ours['p99']:6.1f} ms | "
-                f"peer {theirs['rps']:8.0f}/s p99 {theirs['p99']:6.1f} ms | "
-                f"ratio {ours['rps'] / theirs['rps']:.2f}",
+                f"peer {them['rps']:8.0f}/s p99 {them['p99']:6.1f} ms | "
+                f"ratio {ours['rps'] / them['rps']:.2f}",
                 flush=True,
             )
     finally:
         server.terminate()
         server.wait(timeout=30)
     return rows
+
+
+def split_lines(source: Path, parts: int, directory: Path, stem: str) -> list[Path]:
+    """``source``'s lines dealt into ``parts`` files (one per run: single-use tokens)."""
+    lines = source.read_text().split()
+    files = []
+    for n in range(parts):
+        path = directory / f"{stem}-{n}.txt"
+        path.write_text("\n".join(lines[n::parts]) + "\n")
+        files.append(path)
+    return files
 
 
 def _mean(runs: list[dict[str, float]]) -> dict[str, float]:

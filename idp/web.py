@@ -157,7 +157,7 @@ def password_policy_messages(violations: list[Any]) -> list[str]:
     return [texts.get(v.code, v.code) for v in violations]
 
 
-def _security_headers(response: Response) -> Response:
+def security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     if response.mimetype == "text/html":
@@ -191,7 +191,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(activation_bp)
     if app.extensions["idp.settings"].env in ("development", "test"):
         app.register_blueprint(dev_bp)
-    app.after_request(_security_headers)
+    app.after_request(security_headers)
 
     @app.context_processor
     def _template_globals() -> dict[str, Any]:

@@ -12,7 +12,11 @@ straight from WSGI when the request is the plain, valid case:
   ``client_secret_post`` and allowed the grant, only known scopes;
 * ``GET /userinfo`` with a bearer header carrying a live access token with the
   ``openid`` scope of an active user's live grant;
-* ``POST /introspect`` of one of the client's own live access tokens.
+* ``POST /introspect`` of one of the client's own live access tokens;
+* ``GET /authorize`` from a browser with a live SSO session, for a first-party
+  client, with only the plain parameters (no ``prompt``, ``max_age``, hints or
+  ``claims``): validated and answered with a code by the full endpoint's own
+  functions.
 
 The answer is the one the full endpoint gives: the same functions make the
 token, the claims and the introspection, with the same headers.
@@ -36,14 +40,22 @@ from typing import Any
 from urllib.parse import parse_qsl
 from urllib.parse import unquote
 
+from authlib.oauth2 import OAuth2Error
 from flask import Flask
+from flask import Response
+from werkzeug.http import parse_cookie
 
 from idp.oidc.endpoints import access_token_introspection
 from idp.oidc.server import Principal
+from idp.oidc.views import MAX_PARAMETER_LENGTH
+from idp.oidc.views import issue_code
+from idp.oidc.views import validate_authorization
 from idp.services.claims import user_claims
 from idp.services.clients import SCOPES
 from idp.services.clients import RegisteredClient
 from idp.services.tokens import InvalidTokenError
+from idp.web import security_headers
+from idp.web import sso_cookie_name
 
 __all__ = ["Shortcuts"]
 
@@ -57,6 +69,18 @@ MAX_BODY_BYTES = 4096
 TOKEN_PARAMETERS = frozenset(("grant_type", "scope", "client_id", "client_secret"))
 REFRESH_PARAMETERS = frozenset(("grant_type", "refresh_token", "client_id", "client_secret"))
 INTROSPECTION_PARAMETERS = frozenset(("token", "token_type_hint", "client_id", "client_secret"))
+AUTHORIZE_PARAMETERS = frozenset(
+    (
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+    )
+)
 COMMON_HEADERS = [
     ("Content-Type", "application/json"),
     ("Cache-Control", "no-store"),
@@ -72,10 +96,11 @@ class Shortcuts:
     def __init__(self, app: Flask, wsgi_app: WsgiApp) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
-        self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], bytes | None]] = {
+        self.routes: dict[tuple[str, str], Callable[[dict[str, Any]], bytes | Response | None]] = {
             ("POST", "/token"): self._token,
             ("GET", "/userinfo"): self._userinfo,
             ("POST", "/introspect"): self._introspection,
+            ("GET", "/authorize"): self._authorize,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -90,6 +115,8 @@ class Shortcuts:
             answer = None
         if answer is None:
             return self.wsgi_app(environ, start_response)
+        if isinstance(answer, Response):
+            return answer(environ, start_response)
         headers = COMMON_HEADERS if path == "/userinfo" else OAUTH_HEADERS
         start_response("200 OK", [*headers, ("Content-Length", str(len(answer)))])
         return [answer]
@@ -169,6 +196,31 @@ class Shortcuts:
         if user is None:
             return None
         return json.dumps(user_claims(user, scopes)).encode()
+
+    def _authorize(self, environ: dict[str, Any]) -> Response | None:
+        try:
+            pairs = parse_qsl(environ.get("QUERY_STRING", ""), strict_parsing=True)
+        except ValueError:
+            return None
+        params = dict(pairs)
+        if (
+            len(params) != len(pairs)
+            or not params.keys() <= AUTHORIZE_PARAMETERS
+            or any(len(value) > MAX_PARAMETER_LENGTH for value in params.values())
+        ):
+            return None
+        with self.app.app_context():
+            sso = self.services.sessions.get(parse_cookie(environ).get(sso_cookie_name()))
+            if sso is None:
+                return None
+            try:
+                grant, redirect_uri = validate_authorization(params)
+                if not grant.request.client.is_first_party:
+                    return None  # consent is looked up by the full endpoint
+                response = issue_code(grant, redirect_uri, sso)
+            except (OAuth2Error, ValueError):
+                return None
+            return security_headers(response)
 
     def _introspection(self, environ: dict[str, Any]) -> bytes | None:
         params = _form(environ, INTROSPECTION_PARAMETERS)

@@ -236,7 +236,7 @@ def _validate(req: ParamsRequest) -> tuple[Any, str]:
     return grant, redirect_uri
 
 
-def _issue_code(grant: Any, redirect_uri: str, sso: SsoSession) -> Response:
+def issue_code(grant: Any, redirect_uri: str, sso: SsoSession) -> Response:
     # Noted in the session first; a session revoked meanwhile gets no code.
     if not services().sessions.add_client(sso, grant.request.client.client_id):
         raise LoginRequiredError(redirect_uri=redirect_uri)
@@ -330,7 +330,7 @@ def authorize() -> Any:
             flow.user_id = sso.user_id
             services().flows.save(flow)
             return redirect(url_for("consent.show", flow=flow.id))
-        return _issue_code(grant, redirect_uri, sso)
+        return issue_code(grant, redirect_uri, sso)
     except OAuth2Error as error:
         return _error_response(error, state)
 
@@ -390,7 +390,7 @@ def continue_flow(flow: Flow) -> Any:
             services().flows.save(flow)
             return redirect(url_for("consent.show", flow=flow.id))
         services().flows.finish(flow)
-        return _issue_code(grant, redirect_uri, sso)
+        return issue_code(grant, redirect_uri, sso)
     except OAuth2Error as error:
         services().flows.finish(flow)
         return _error_response(error, flow.params.get("state"))

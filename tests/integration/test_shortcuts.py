@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from joserfc import jwt
@@ -15,9 +16,13 @@ from idp.db import get_session
 from idp.db import make_engine
 from idp.models import User
 from idp.oidc.shortcuts import Shortcuts
+from tests.factories import REDIRECT_URI
 from tests.factories import Pkce
+from tests.flows import authorize
+from tests.flows import authorize_params
 from tests.flows import exchange
 from tests.flows import login_for_code
+from tests.flows import query
 
 SCOPES = ["openid", "profile", "email"]
 
@@ -406,3 +411,72 @@ def test_a_failing_shortcut_hands_the_request_to_the_full_endpoint(  # type: ign
     assert response.json["email"] == "kim@example.com"
     assert full_endpoint_calls == ["/userinfo"]
     assert "the full endpoint answers" in caplog.text
+
+
+# -- authorize with an SSO session ------------------------------------------------------------
+def test_authorize_with_a_session_is_answered_by_the_shortcut_as_by_the_full_endpoint(  # type: ignore[no-untyped-def]
+    client, user_tokens, full_endpoint_calls
+):
+    params = authorize_params("portal", Pkce.new(), nonce="n-1")
+    fast = authorize(client, params)
+    assert full_endpoint_calls == []
+    full = _without_shortcuts(client, "GET", "/authorize?" + urlencode(params))
+    assert fast.status_code == full.status_code == HTTPStatus.FOUND
+    fast_query, full_query = query(fast.location), query(full.location)
+    assert fast.location.split("?")[0] == full.location.split("?")[0] == REDIRECT_URI
+    assert fast_query.keys() == full_query.keys() == {"code", "state", "iss"}
+    assert fast_query["state"] == full_query["state"] == params["state"]
+    assert fast_query["code"] != full_query["code"]
+    for name in ("Content-Security-Policy", "X-Frame-Options", "Cache-Control", "Referrer-Policy"):
+        assert fast.headers[name] == full.headers[name], name
+    assert "Set-Cookie" not in fast.headers
+
+
+def test_a_code_from_the_shortcut_is_exchanged_like_any_other(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls
+):
+    _, secret, _ = user_tokens
+    pkce = Pkce.new()
+    code = query(authorize(client, authorize_params("portal", pkce, nonce="n-2")).location)["code"]
+    assert full_endpoint_calls == []
+    body = exchange(client, "portal", secret, code, pkce).get_json()
+    claims = jwt.decode(body["id_token"], app.extensions["idp"].keyring.keyset).claims
+    assert claims["nonce"] == "n-2"
+    assert claims["aud"] == ["portal"]
+
+
+@pytest.mark.parametrize(
+    "case", ["no session", "prompt", "max_age", "third party", "bad redirect", "repeated", "claims"]
+)
+def test_authorize_otherwise_takes_the_full_path(  # type: ignore[no-untyped-def]
+    app, client, factory, user_tokens, full_endpoint_calls, case
+):
+    params = authorize_params("portal", Pkce.new())
+    url = None
+    if case == "no session":
+        client.delete_cookie("idp_session", domain="localhost")
+    elif case == "prompt":
+        params["prompt"] = "login"
+    elif case == "max_age":
+        params["max_age"] = "0"
+    elif case == "third party":
+        factory.client("partner", is_first_party=False)
+        params = authorize_params("partner", Pkce.new())
+    elif case == "bad redirect":
+        params["redirect_uri"] = "https://evil.example/cb"
+    elif case == "repeated":
+        url = "/authorize?" + urlencode(params) + "&scope=openid"
+    elif case == "claims":
+        params["claims"] = '{"userinfo": {"email": null}}'
+    response = client.get(url or "/authorize?" + urlencode(params))
+    assert full_endpoint_calls == ["/authorize"]
+    if case in ("no session", "prompt"):
+        assert "/login" in response.location
+    elif case == "max_age":  # the login was this second: max_age=0 is still met
+        assert response.status_code == HTTPStatus.FOUND
+    elif case == "third party":
+        assert "/consent" in response.location
+    elif case in ("bad redirect", "repeated"):
+        assert response.status_code == HTTPStatus.BAD_REQUEST or "error=" in response.location
+    else:
+        assert "code" in query(response.location)
