@@ -1,7 +1,19 @@
 """The peer of ``make bench``: panva's oidc-provider (bench/peer/server.mjs),
 started with the same clients and secrets and the same worker count, its own
 RS256 and ES256 keys, its workers sharing one Redis database (db 13), which
-seed() fills for the user endpoints (userinfo, introspection, refresh, authorize)."""
+seed() fills for the user endpoints (userinfo, introspection, refresh, authorize).
+
+Its accounts are the IdP's own users: findAccount reads the claims (sub, name,
+email, email_verified) of an active user from the PostgreSQL ``database`` with
+one indexed query per call, as our UserInfo does; seed() logs the session in
+as ``account``, the subject of such a user. ``database`` (a parameter of
+prepare, seed and start, default DATABASE) must be the one our IdP under test
+uses.
+
+    env = prepare(secrets, directory, database=DATABASE)  # the peer's environment
+    seeded = seed(secrets, directory, refresh_tokens, account, database=DATABASE)
+    server = start(workers, secrets, directory, database=DATABASE)
+"""
 
 from __future__ import annotations
 
@@ -18,17 +30,19 @@ from bench.servers import wait_until_up
 HERE = Path(__file__).resolve().parent / "peer"
 PORT = 8200
 ISSUER = f"http://127.0.0.1:{PORT}"
+DATABASE = "postgresql://postgres@127.0.0.1:5432/idp_bench"
 
 
 def available() -> bool:
     return (HERE / "node_modules" / "oidc-provider").is_dir()
 
 
-def prepare(secrets: dict[str, str], directory: Path) -> dict[str, str]:
+def prepare(secrets: dict[str, str], directory: Path, database: str = DATABASE) -> dict[str, str]:
     """Write the peer's clients and keys into ``directory`` (the keys generated
-    once per directory) and return the environment naming them, for both
-    server.mjs and seed.mjs (which share config.mjs). PEER_REDIS, if set, passes
-    through (default: redis://127.0.0.1:6379/13)."""
+    once per directory) and return the environment naming them and the users'
+    ``database`` (PEER_DATABASE), for both server.mjs and seed.mjs (which share
+    config.mjs). PEER_REDIS, if set, passes through (default:
+    redis://127.0.0.1:6379/13)."""
     jwks = directory / "peer-jwks.json"
     if not jwks.exists():
         rs = RSAKey.generate_key(2048, {"alg": "RS256", "use": "sig", "kid": "rs"}, private=True)
@@ -46,19 +60,28 @@ def prepare(secrets: dict[str, str], directory: Path) -> dict[str, str]:
         "PEER_PORT": str(PORT),
         "PEER_JWKS": str(jwks),
         "PEER_CLIENTS": str(clients),
+        "PEER_DATABASE": database,
         "NODE_ENV": "production",
     }
 
 
-def seed(secrets: dict[str, str], directory: Path, refresh_tokens: int) -> dict[str, str]:
-    """Flush the peer's Redis database and seed it (bench/peer/seed.mjs): returns
-    {"access_token", "refresh_tokens_file", "cookie"}: an opaque access token
-    (userinfo, introspection), a file of ``refresh_tokens`` single-use refresh
-    tokens of bench-rs, and the Cookie header of a logged-in SSO session with
-    bench-rs's grant (authorize answers with a code at once)."""
+def seed(
+    secrets: dict[str, str],
+    directory: Path,
+    refresh_tokens: int,
+    account: str,
+    database: str = DATABASE,
+) -> dict[str, str]:
+    """Flush the peer's Redis database and seed it (bench/peer/seed.mjs) for
+    ``account``, the subject of an active user of ``database`` (else it fails):
+    returns {"access_token", "refresh_tokens_file", "cookie"}: an opaque access
+    token (userinfo, introspection), a file of ``refresh_tokens`` single-use
+    refresh tokens of bench-rs, and the Cookie header of a logged-in SSO session
+    with bench-rs's grant (authorize answers with a code at once)."""
     out = directory / "peer-seed.json"
     env = {
-        **prepare(secrets, directory),
+        **prepare(secrets, directory, database),
+        "PEER_ACCOUNT": account,
         "PEER_REFRESH_TOKENS": str(refresh_tokens),
         "PEER_OUT": str(out),
     }
@@ -71,8 +94,10 @@ def seed(secrets: dict[str, str], directory: Path, refresh_tokens: int) -> dict[
     return seeded
 
 
-def start(workers: int, secrets: dict[str, str], directory: Path) -> subprocess.Popen[bytes]:
-    env = {**prepare(secrets, directory), "PEER_WORKERS": str(workers)}
+def start(
+    workers: int, secrets: dict[str, str], directory: Path, database: str = DATABASE
+) -> subprocess.Popen[bytes]:
+    env = {**prepare(secrets, directory, database), "PEER_WORKERS": str(workers)}
     server = subprocess.Popen(
         ["node", str(HERE / "server.mjs")],
         env=env,

@@ -5,7 +5,7 @@ driver for complete password + TOTP logins. Results go to
 
 Settings (environment): BENCH_SERVER (granian; or gunicorn), BENCH_WORKERS (2),
 BENCH_WORKER_CLASS (gthread, for gunicorn),
-BENCH_THREADS (4), BENCH_CONNECTIONS (32), BENCH_SECONDS (10),
+BENCH_THREADS (2), BENCH_CONNECTIONS (32), BENCH_SECONDS (10),
 BENCH_DATABASE (postgresql://postgres@127.0.0.1:5432/idp_bench; dropped and
 created again), BENCH_REDIS (redis://127.0.0.1:6379/14; flushed),
 BENCH_USERS (extra accounts in the user table, 0), BENCH_SCALE (users and sessions of
@@ -45,7 +45,7 @@ PORT = 8100
 ISSUER = f"http://127.0.0.1:{PORT}"
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "gthread")
-THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 DATABASE = os.environ.get("BENCH_DATABASE", "postgresql://postgres@127.0.0.1:5432/idp_bench")
@@ -255,7 +255,7 @@ def main() -> None:
 
     tokens_needed = 2000 * SECONDS
     login_seconds = max(SECONDS, 10)
-    print(f"seeding: {tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
+    print(f"seeding: {3 * tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
     app = create_app()
     seeded = seed(app, refresh_tokens=3 * tokens_needed, login_users=3000, extra_users=EXTRA_USERS)
     all_tokens = Path(keys_dir) / "refresh-tokens.txt"
@@ -354,7 +354,7 @@ def side_by_side(
     rs, es = basic("bench-rs", secrets["bench-rs"]), basic("bench-es", secrets["bench-es"])
     cc = {"grant_type": "client_credentials"}
     peer_cc = {"grant_type": "client_credentials", "scope": "api"}
-    theirs = peer.seed(secrets, directory, 2 * 2000 * SECONDS, seeded.subject)
+    theirs = peer.seed(secrets, directory, 2 * 2000 * SECONDS, seeded.subject, DATABASE)
     peer_refresh = split_lines(Path(theirs["refresh_tokens_file"]), 2, directory, "peer-refresh")
 
     def same(path: str, env: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
@@ -382,7 +382,7 @@ def side_by_side(
         ("userinfo", userinfo("/userinfo", fresh), userinfo("/me", lambda: theirs["access_token"])),
         ("authorize with SSO session", same("/authorize?" + query, {"WRK_HEADERS": f"Cookie: {cookie}"}), same("/auth?" + query, {"WRK_HEADERS": f"Cookie: {theirs['cookie']}"})),
     ]  # fmt: skip
-    server = peer.start(WORKERS, secrets, directory)
+    server = peer.start(WORKERS, secrets, directory, DATABASE)
     rows = []
     try:
         subprocess.run(

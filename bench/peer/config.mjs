@@ -1,18 +1,20 @@
 // The one configuration of the peer (oidc-provider), shared by the server
 // (server.mjs) and the seeding script (seed.mjs). Settings come from the
-// environment (see bench/peer.py): PEER_PORT, PEER_CLIENTS, PEER_JWKS, PEER_REDIS.
+// environment (see bench/peer.py): PEER_PORT, PEER_CLIENTS, PEER_JWKS, PEER_REDIS,
+// PEER_DATABASE.
 import { readFileSync } from "node:fs";
 
 import Redis from "ioredis";
 import Provider from "oidc-provider";
+import pg from "pg";
 
 import { redisAdapter } from "./redis_adapter.mjs";
 
 export const PORT = Number(process.env.PEER_PORT || 8200);
 export const REDIS = process.env.PEER_REDIS || "redis://127.0.0.1:6379/13";
+export const DATABASE =
+  process.env.PEER_DATABASE || "postgresql://postgres@127.0.0.1:5432/idp_bench";
 export const CALLBACK = "http://127.0.0.1:9/callback";
-// The only user: findAccount answers for any id, with these claims.
-export const ACCOUNT_ID = "bench-user";
 // Session cookies are signed with the first key (keygrip, HMAC-SHA1).
 export const COOKIE_KEYS = ["bench-peer-cookie-key"];
 
@@ -31,11 +33,42 @@ export const TTL = {
 // The resource server of client_credentials tokens (JWTs, as before).
 const API = "urn:bench:api";
 
-// A provider on the shared Redis store, and its Redis client (to flush or quit).
+// The accounts are the IdP's own users, read from its PostgreSQL database as
+// it reads them for UserInfo: one indexed query (users.subject is unique) per
+// findAccount call, nothing cached; claims() answers from the row loaded.
+// An unknown or deactivated subject has no account, so the provider refuses.
+const ACCOUNT =
+  "SELECT subject, name, email, email_verified FROM users WHERE subject = $1 AND is_active";
+
+function accountFinder(pool) {
+  return async (ctx, id) => {
+    const { rows } = await pool.query(ACCOUNT, [id]);
+    if (rows.length === 0) return undefined;
+    const [user] = rows;
+    return {
+      accountId: user.subject,
+      claims: () => ({
+        sub: user.subject,
+        name: user.name,
+        email: user.email,
+        email_verified: user.email_verified,
+      }),
+    };
+  };
+}
+
+// A provider on the shared Redis store and the users' database, with its
+// Redis client and its pg pool (to flush, quit or end). One per process, so
+// one pool (at most 10 connections) per worker.
 export function createProvider() {
   const clients = JSON.parse(readFileSync(process.env.PEER_CLIENTS, "utf8"));
   const algs = Object.fromEntries(clients.map((c) => [c.client_id, c.alg]));
   const redis = new Redis(REDIS);
+  const pool = new pg.Pool({ connectionString: DATABASE, max: 10 });
+  // An idle connection that breaks (PostgreSQL restarted) is dropped by the
+  // pool; without a listener its "error" event would kill the worker.
+  pool.on("error", (error) => console.error(`peer: idle PostgreSQL connection: ${error.message}`));
+  const findAccount = accountFinder(pool);
   const provider = new Provider(`http://127.0.0.1:${PORT}`, {
     adapter: redisAdapter(redis),
     clients: clients.map((c) => ({
@@ -49,15 +82,7 @@ export function createProvider() {
     })),
     jwks: JSON.parse(readFileSync(process.env.PEER_JWKS, "utf8")),
     cookies: { keys: COOKIE_KEYS },
-    findAccount: (ctx, id) => ({
-      accountId: id,
-      claims: () => ({
-        sub: id,
-        name: "Bench User",
-        email: "bench@example.com",
-        email_verified: true,
-      }),
-    }),
+    findAccount,
     claims: { openid: ["sub"], profile: ["name"], email: ["email", "email_verified"] },
     scopes: ["openid", "profile", "email", "offline_access", "api"],
     rotateRefreshToken: true,
@@ -83,5 +108,5 @@ export function createProvider() {
       },
     },
   });
-  return { provider, redis };
+  return { provider, redis, pool, findAccount };
 }

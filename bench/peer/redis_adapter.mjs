@@ -33,21 +33,21 @@ export function redisAdapter(redis) {
     async upsert(id, payload, expiresIn) {
       const key = this.key(id);
       // HSET replaces the payload at once: a concurrent reader sees the old or the new.
-      const multi = redis.pipeline().hset(key, "payload", JSON.stringify(payload));
-      if (expiresIn) multi.expire(key, expiresIn);
-      else multi.persist(key);
+      const writes = redis.pipeline().hset(key, "payload", JSON.stringify(payload));
+      if (expiresIn) writes.expire(key, expiresIn);
+      else writes.persist(key);
       if (GRANTABLE.has(this.model) && payload.grantId) {
         const grantKey = `grant:${payload.grantId}`;
-        multi.sadd(grantKey, key);
+        writes.sadd(grantKey, key);
         // The set lives as long as its longest-lived token.
-        if (expiresIn) multi.expire(grantKey, expiresIn, "NX").expire(grantKey, expiresIn, "GT");
-        else multi.persist(grantKey);
+        if (expiresIn) writes.expire(grantKey, expiresIn, "NX").expire(grantKey, expiresIn, "GT");
+        else writes.persist(grantKey);
       }
       const ttl = expiresIn ? ["EX", expiresIn] : [];
-      if (this.model === "Session") multi.set(`uid:${payload.uid}`, id, ...ttl);
-      if (payload.userCode) multi.set(`userCode:${payload.userCode}`, id, ...ttl);
+      if (this.model === "Session") writes.set(`uid:${payload.uid}`, id, ...ttl);
+      if (payload.userCode) writes.set(`userCode:${payload.userCode}`, id, ...ttl);
       // exec() reports each command's error in its result instead of throwing.
-      for (const [error] of await multi.exec()) if (error) throw error;
+      for (const [error] of await writes.exec()) if (error) throw error;
     }
 
     async find(id) {

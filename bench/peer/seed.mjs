@@ -1,21 +1,35 @@
 // Seeds the peer's Redis store (flushed first) through oidc-provider's own
 // models, for the benchmark of userinfo, introspection, refresh and authorize:
-// a session logged in as the bench account with a grant for bench-rs, an
-// opaque access token, and PEER_REFRESH_TOKENS single-use refresh tokens (one
-// grant each, so that the reuse of one, which revokes its grant, spares the
-// others). Writes {access_token, refresh_tokens_file, cookie} as JSON to PEER_OUT.
+// a session logged in as PEER_ACCOUNT (the subject of an active user of
+// PEER_DATABASE, required) with a grant for bench-rs, an opaque access token,
+// and PEER_REFRESH_TOKENS single-use refresh tokens (one grant each, so that
+// the reuse of one, which revokes its grant, spares the others). Writes
+// {access_token, refresh_tokens_file, cookie} as JSON to PEER_OUT.
 import { createHmac } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 
-import { ACCOUNT_ID, COOKIE_KEYS, TTL, createProvider } from "./config.mjs";
+import { COOKIE_KEYS, DATABASE, TTL, createProvider } from "./config.mjs";
 
 const CLIENT_ID = "bench-rs";
 const SCOPE = "openid profile email offline_access";
+const ACCOUNT_ID = process.env.PEER_ACCOUNT;
 const count = Number(process.env.PEER_REFRESH_TOKENS || 0);
 const out = process.env.PEER_OUT;
 
-const { provider, redis } = createProvider();
+if (!ACCOUNT_ID) {
+  console.error("seed.mjs: PEER_ACCOUNT must name the subject of a user of PEER_DATABASE");
+  process.exit(2);
+}
+
+const { provider, redis, pool, findAccount } = createProvider();
+// The same lookup as the server's: a subject it would refuse is no use seeded.
+if (!(await findAccount(undefined, ACCOUNT_ID))) {
+  console.error(`seed.mjs: no active user with subject ${ACCOUNT_ID} in ${DATABASE}`);
+  await Promise.all([pool.end(), redis.quit()]);
+  process.exit(2);
+}
+await pool.end();
 await redis.flushdb();
 const client = await provider.Client.find(CLIENT_ID);
 

@@ -191,8 +191,16 @@ class Shortcuts:
         scopes = token.scope.split()
         if "openid" not in scopes:
             return None
-        with self.app.extensions["idp.statement_engine"].connect() as connection:
-            user = tokens.userinfo_subject(connection, token)
+        engine = self.app.extensions["idp.statement_engine"]
+        if engine.dialect.name == "postgresql":
+            connection = engine.raw_connection()
+            try:
+                user = tokens.userinfo_subject_on_postgresql(connection.driver_connection, token)
+            finally:
+                connection.close()  # back to the pool
+        else:
+            with engine.connect() as connection:
+                user = tokens.userinfo_subject(connection, token)
         if user is None:
             return None
         return json.dumps(user_claims(user, scopes)).encode()

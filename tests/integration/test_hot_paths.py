@@ -50,6 +50,16 @@ class Work:
 
         client.execute_command = counted_command
         client.pipeline = counted_pipeline
+        # UserInfo's query on PostgreSQL goes to psycopg directly, past
+        # SQLAlchemy's events: one prepared statement, counted here.
+        tokens = app.extensions["idp"].tokens
+        direct = tokens.userinfo_subject_on_postgresql
+
+        def counted_direct(*args: Any, **kwargs: Any) -> Any:
+            self.sql.append("SELECT")
+            return direct(*args, **kwargs)
+
+        tokens.userinfo_subject_on_postgresql = counted_direct
 
     def _statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.sql.append(statement.split()[0].upper())
