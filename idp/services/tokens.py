@@ -53,6 +53,8 @@ __all__ = [
 
 #: How long a consumed code is remembered, to detect its replay.
 USED_CODE_MEMORY_SECONDS = 600
+#: Access tokens whose verified claims a process remembers (about 2 kB each).
+VERIFIED_TOKENS_REMEMBERED = 4096
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 
 
@@ -139,6 +141,9 @@ class Tokens:
         self.access_token_seconds = access_token_seconds
         self.refresh_token_seconds = refresh_token_seconds
         self.code_seconds = code_seconds
+        #: Claims of access tokens whose signature passed, per key ring snapshot.
+        self._verified: dict[str, dict[str, Any]] = {}
+        self._verified_with: object = None
 
     # -- authorization codes --------------------------------------------------
     def save_code(self, code: str, data: CodeData) -> None:
@@ -195,16 +200,15 @@ class Tokens:
         return self.keyring.signer(alg).sign(claims, ACCESS_TOKEN_TYPE)
 
     def verify_access_token(self, token: str) -> AccessToken:
-        """Check signature, type, issuer, expiry and the deny-list (one Redis call)."""
-        try:
-            decoded = jwt.decode(token, self.keyring.keyset, algorithms=list(ALGORITHMS))
-        except (JoseError, ValueError) as error:
-            raise InvalidTokenError("malformed or badly signed") from error
-        if decoded.header.get("typ", "").lower() not in (ACCESS_TOKEN_TYPE, "application/at+jwt"):
-            raise InvalidTokenError("not an access token")
-        claims = decoded.claims
-        if claims.get("iss") != self.issuer or "jti" not in claims:
-            raise InvalidTokenError("not issued here")
+        """Check signature, type, issuer, expiry and the deny-list (one Redis call).
+
+        A token's signature, type and issuer are facts of its bytes, so the
+        claims of a token that passed are remembered per process (a resource
+        server presents the same token with every call) until the key ring
+        changes (a compromised key withdrawn stops its tokens at once); expiry
+        and the deny-list are checked on every call.
+        """
+        claims = self._signed_claims(token)
         if not isinstance(claims.get("exp"), int) or clock.now() >= claims["exp"]:
             raise InvalidTokenError("expired")
         keys = [self.store.key("deny", "jti", str(claims["jti"]))]
@@ -213,6 +217,27 @@ class Tokens:
         if any(self.store.redis.mget(keys)):
             raise InvalidTokenError("revoked")
         return AccessToken(claims)
+
+    def _signed_claims(self, token: str) -> dict[str, Any]:
+        keyset = self.keyring.keyset
+        if keyset is not self._verified_with:
+            self._verified, self._verified_with = {}, keyset
+        claims = self._verified.get(token)
+        if claims is not None:
+            return claims
+        try:
+            decoded = jwt.decode(token, keyset, algorithms=list(ALGORITHMS))
+        except (JoseError, ValueError) as error:
+            raise InvalidTokenError("malformed or badly signed") from error
+        if decoded.header.get("typ", "").lower() not in (ACCESS_TOKEN_TYPE, "application/at+jwt"):
+            raise InvalidTokenError("not an access token")
+        claims = decoded.claims
+        if claims.get("iss") != self.issuer or "jti" not in claims:
+            raise InvalidTokenError("not issued here")
+        if len(self._verified) >= VERIFIED_TOKENS_REMEMBERED:
+            self._verified = {}
+        self._verified[token] = claims
+        return claims
 
     def deny_access_token(self, token: AccessToken) -> None:
         ttl = int(token.claims["exp"]) - clock.now()
