@@ -35,9 +35,11 @@ class Audit:
         subject_id: int | None = None,
         actor_id: int | None = None,
         client_id: str | None = None,
+        commit: bool = True,
         **details: Any,
     ) -> None:
-        """Write one event (committed at once, so it survives a later error)."""
+        """Write one event, committed at once (so it survives a later error)
+        unless ``commit`` is false: then it goes with the caller's commit."""
         session.add(
             AuditEvent(
                 event=event,
@@ -49,7 +51,8 @@ class Audit:
                 details=details or None,
             )
         )
-        session.commit()
+        if commit:
+            session.commit()
 
     def recent(
         self,

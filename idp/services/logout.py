@@ -107,6 +107,39 @@ class Logout:
         client it reached."""
         self.sessions.revoke(sso)
         self.tokens.revoke_session_grants(db, sso.id)
+        ended = self._announce(db, sso, origin, actor_id, event)
+        db.commit()
+        if ended.deliveries:
+            self._deliver_soon()
+        return ended
+
+    def end_user(
+        self, db: Session, user_id: int, origin: Origin, *, actor_id: int | None = None
+    ) -> Ended:
+        """End every session and grant of one user, in bulk: the sessions in one
+        Redis pipeline, the grants in one statement, the logouts and audit
+        events in one commit."""
+        total = Ended()
+        for sso in self.sessions.revoke_user(user_id):
+            ended = self._announce(db, sso, origin, actor_id, "session.revoked")
+            total.sessions += 1
+            total.deliveries += ended.deliveries
+        self.tokens.revoke_user_grants(db, user_id)
+        db.commit()
+        if total.deliveries:
+            self._deliver_soon()
+        return total
+
+    def _deliver_soon(self) -> None:
+        """Send the logouts now, and keep retrying the ones that fail."""
+        self.background.submit_once(self.deliver_due)
+        self.background.every(self.retry_seconds, self.deliver_due)
+
+    def _announce(
+        self, db: Session, sso: SsoSession, origin: Origin, actor_id: int | None, event: str
+    ) -> Ended:
+        """The logouts owed to the clients an ended session reached, and its
+        audit event (added to ``db``, committed by the caller)."""
         ended = Ended(sessions=1)
         for client_id in sso.clients:
             client = self.clients.get(client_id)
@@ -127,32 +160,17 @@ class Logout:
                 query = urlencode({"iss": self.issuer, "sid": sso.id})
                 separator = "&" if "?" in client.frontchannel_logout_uri else "?"
                 ended.frontchannel.append(client.frontchannel_logout_uri + separator + query)
-        db.commit()
         self.audit.record(
             db,
             event,
             origin,
             subject_id=sso.user_id,
             actor_id=actor_id,
+            commit=False,
             sid=sso.id,
             clients=list(sso.clients),
         )
-        if ended.deliveries:
-            self.background.submit_once(self.deliver_due)
-            self.background.every(self.retry_seconds, self.deliver_due)
         return ended
-
-    def end_user(
-        self, db: Session, user_id: int, origin: Origin, *, actor_id: int | None = None
-    ) -> Ended:
-        """End every session and grant of one user."""
-        total = Ended()
-        for sso in self.sessions.for_user(user_id):
-            ended = self.end_session(db, sso, origin, actor_id=actor_id, event="session.revoked")
-            total.sessions += 1
-            total.deliveries += ended.deliveries
-        self.tokens.revoke_user_grants(db, user_id)
-        return total
 
     def logout_token(self, delivery: LogoutDelivery) -> str:
         """A freshly signed logout token for ``delivery`` (OIDC Back-Channel

@@ -156,7 +156,9 @@ class SessionStore:
     def revoke_user(self, user_id: int) -> list[SsoSession]:
         """End every session of one user."""
         sessions = self.for_user(user_id)
+        pipe = self.store.redis.pipeline(transaction=False)
         for session in sessions:
-            self.revoke(session)
-        self.store.redis.delete(self.store.key("usess", str(user_id)))
+            pipe.delete(self.store.key("sess", session.key), self.store.key("sid", session.id))
+        pipe.delete(self.store.key("usess", str(user_id)))
+        pipe.execute()
         return sessions

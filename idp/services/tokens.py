@@ -371,14 +371,23 @@ class Tokens:
         return len(grant_ids)
 
     def revoke_user_grants(self, session: Session, user_id: int) -> int:
-        """Revoke every live grant of one user (indexed by user); returns how many."""
+        """Revoke every live grant of one user (indexed by user) in one
+        statement, and deny-list their access tokens in one pipeline; returns
+        how many."""
         grant_ids = list(
             session.scalars(
-                select(Grant.id).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+                update(Grant)
+                .where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+                .values(revoked_at=clock.utcnow())
+                .returning(Grant.id)
+                .execution_options(synchronize_session=False)
             )
         )
+        session.commit()
+        pipe = self.store.redis.pipeline(transaction=False)
         for grant_id in grant_ids:
-            self.revoke_grant(session, grant_id)
+            pipe.set(self.store.key("deny", "grant", grant_id), 1, ex=self.access_token_seconds)
+        pipe.execute()
         return len(grant_ids)
 
     def userinfo_subject(self, connection: Session | Connection, token: AccessToken) -> Row | None:
