@@ -88,6 +88,14 @@ def fresh_database() -> None:
     redis.Redis.from_url(REDIS).flushdb()
 
 
+def settle_database() -> None:
+    """After the bulk seeding: statistics for the planner, and the written
+    pages flushed now rather than by a checkpoint during a measured run."""
+    with psycopg.connect(DATABASE, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+
+
 #: The WSGI server, chosen by measurement: granian (default) or gunicorn (BENCH_WORKER_CLASS).
 SERVER = os.environ.get("BENCH_SERVER", "granian")
 
@@ -120,11 +128,16 @@ UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(
-    path: str, *, script: str = "request.lua", base: str = ISSUER, **env: str
+    path: str,
+    *,
+    script: str = "request.lua",
+    base: str = ISSUER,
+    seconds: int = SECONDS,
+    **env: str,
 ) -> dict[str, float]:
-    """Run wrk for SECONDS at CONNECTIONS; requests/s, p50 and p99 (ms), errors."""
+    """Run wrk for ``seconds`` at CONNECTIONS; requests/s, p50 and p99 (ms), errors."""
     command = [
-        "wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency",
+        "wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
         "-s", str(HERE / "wrk" / script), base + path,
     ]  # fmt: skip
     output = subprocess.run(
@@ -300,14 +313,17 @@ def main() -> None:
 
     tokens_needed = 2000 * SECONDS
     login_seconds = max(SECONDS, 10)
-    print(f"seeding: {3 * tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
+    print(f"seeding: {4 * tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
     app = create_app()
-    seeded = seed(app, refresh_tokens=3 * tokens_needed, login_users=3000, extra_users=EXTRA_USERS)
+    seeded = seed(app, refresh_tokens=4 * tokens_needed, login_users=3000, extra_users=EXTRA_USERS)
     all_tokens = Path(keys_dir) / "refresh-tokens.txt"
     all_tokens.write_text("\n".join(seeded.refresh_tokens) + "\n")
-    # One pool of single-use tokens for the table's run, two for the side-by-side runs.
-    token_file, *ours_refresh = split_lines(all_tokens, 3, Path(keys_dir), "refresh")
+    # Pools of single-use tokens: the warm-up's, the table's run, the side-by-side runs.
+    warm_up_tokens, token_file, *ours_refresh = split_lines(
+        all_tokens, 4, Path(keys_dir), "refresh"
+    )
 
+    settle_database()
     server = start_server(env)
     rs, es = (
         basic("bench-rs", seeded.secrets["bench-rs"]),
@@ -347,18 +363,18 @@ def main() -> None:
     ]  # fmt: skip
     results: list[tuple[str, dict[str, float]]] = []
     try:
-        # Warm-up: the workers load keys and clients, PostgreSQL settles after the bulk insert.
-        subprocess.run(
-            [
-                "wrk",
-                "-t2",
-                f"-c{CONNECTIONS}",
-                "-d3s",
-                ISSUER + "/.well-known/openid-configuration",
-            ],
-            capture_output=True,
-            check=True,
-        )
+        # Warm-up: every endpoint for a moment, so the workers have loaded keys
+        # and clients, opened their pooled connections and prepared their
+        # statements, and PostgreSQL has settled after the bulk insert.
+        for path, env in [
+            ("/.well-known/openid-configuration", {}),
+            ("/token", form("POST", {"grant_type": "client_credentials"}, rs)),
+            ("/token", {"script": "refresh.lua", "WRK_TOKENS": str(warm_up_tokens), "WRK_AUTH": rs, "WRK_THREADS": "2"}),
+            ("/introspect", form("POST", {"token": fresh()}, rs)),
+            ("/userinfo", {"WRK_HEADERS": f"Authorization: Bearer {fresh()}"}),
+            ("/authorize?" + authorize_query, {"WRK_HEADERS": f"Cookie: {cookie}"}),
+        ]:  # fmt: skip
+            wrk(path, seconds=2, **env)
         for name, run in cases:
             if not selected(name):
                 continue
@@ -487,6 +503,7 @@ def scaled(app, cases):  # type: ignore[no-untyped-def]
         rows.append(("3,001 users, 1,001 sessions", name, run()))
     print(f"scale: adding {SCALE:,} users (COPY) and {SCALE:,} sessions", flush=True)
     seconds_users = bulk.add_users(DATABASE, SCALE)
+    settle_database()
     with app.app_context():
         many = [i for (i,) in get_session().query(User.id).order_by(User.id.desc()).limit(SCALE)]
     seconds_sessions = bulk.add_sessions(app, many)
