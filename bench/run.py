@@ -581,24 +581,52 @@ def report(results: list[tuple[str, dict[str, float]]], scale: list, compared: l
                     f" | {int(r['errors'])} |"
                 )
     (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "results.json").write_text(json.dumps(dict(results), indent=2))
-    chart(results)
+    (RESULTS / "results.json").write_text(
+        json.dumps(
+            {
+                "endpoints": dict(results),
+                "side_by_side": {name: {"ours": o, "peer": p} for name, o, p in compared},
+                "scale": [{"data": d, "endpoint": n, **r} for d, n, r in scale],
+            },
+            indent=2,
+        )
+    )
+    chart(results, compared)
     print(f"\nwritten: {RESULTS / 'results.md'}, {RESULTS / 'results.png'}")
 
 
-def chart(results: list[tuple[str, dict[str, float]]]) -> None:
+def chart(results: list[tuple[str, dict[str, float]]], compared: list) -> None:  # type: ignore[type-arg]
+    """Requests/s and p99 per endpoint and, with the peer measured, ours/peer."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [name for name, _ in results]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    panels = 3 if compared else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5))
+    left, right = axes[0], axes[1]
     left.barh(names, [r["rps"] for _, r in results], color="#1f7a4d")
-    left.set_xlabel("requests (logins) per second — more is better")
+    left.set_xscale("log")
+    left.set_xlabel("requests (logins) per second, log scale — more is better")
     right.barh(names, [r["p99"] for _, r in results], color="#b3261e")
-    right.set_xlabel("p99 latency, ms — less is better")
+    right.set_yticklabels([])
+    right.set_xscale("log")
+    right.axvline(50, color="#5b6475", linestyle="--", linewidth=1)
+    right.set_xlabel("p99 latency, ms, log scale (dashed: 50 ms) — less is better")
     left.invert_yaxis()
+    right.invert_yaxis()
+    if compared:
+        ratio = axes[2]
+        labels = [name for name, _, _ in compared]
+        values = [ours["rps"] / theirs["rps"] for _, ours, theirs in compared]
+        colours = ["#1f7a4d" if v >= 1 else "#b3261e" for v in values]
+        ratio.barh(labels, values, color=colours)
+        ratio.axvline(1.0, color="#1d2433", linewidth=1)
+        for y, value in enumerate(values):
+            ratio.text(value, y, f" {value:.2f}×", va="center")
+        ratio.set_xlabel("ours / oidc-provider, requests per second (≥ 1 is ahead)")
+        ratio.invert_yaxis()
     fig.suptitle(f"idp: {WORKERS} workers, {CONNECTIONS} connections")
     fig.tight_layout()
     fig.savefig(RESULTS / "results.png", dpi=110)
