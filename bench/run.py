@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from urllib.parse import urlencode
 
 import psycopg
@@ -133,9 +134,11 @@ def wrk(
     script: str = "request.lua",
     base: str = ISSUER,
     seconds: int = SECONDS,
+    per: int = 1,
     **env: str,
 ) -> dict[str, float]:
-    """Run wrk for ``seconds`` at CONNECTIONS; requests/s, p50 and p99 (ms), errors."""
+    """Run wrk for ``seconds`` at CONNECTIONS; requests/s (divided by ``per``,
+    the requests of one operation), p50 and p99 (ms) per request, errors."""
     command = [
         "wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
         "-s", str(HERE / "wrk" / script), base + path,
@@ -147,7 +150,7 @@ def wrk(
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
     return {
-        "rps": float(WRK_LINE.search(output).group(1)),  # type: ignore[union-attr]
+        "rps": float(WRK_LINE.search(output).group(1)) / per,  # type: ignore[union-attr]
         "p50": latencies.get("50", 0.0),
         "p99": latencies.get("99", 0.0),
         "errors": float(errors.group(1)) if errors else 0.0,
@@ -165,6 +168,28 @@ def form(
         "WRK_METHOD": method,
         "WRK_BODY": urlencode(body),
         "WRK_HEADERS": "|".join(f"{k}: {v}" for k, v in pairs.items()),
+    }
+
+
+#: RFC 7636's example: the verifier of the code_challenge the benchmark sends.
+PKCE_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+CODE_FLOW = "authorize → code → token (code flows/s)"
+
+
+def code_flow(authorize: str, token: str, cookie: str, auth: str) -> dict[str, Any]:
+    """wrk settings for bench/wrk/code_flow.lua: authorize with the session,
+    exchange each code (two requests per flow)."""
+    from bench.seed import REDIRECT_URI
+
+    return {
+        "script": "code_flow.lua",
+        "per": 2,
+        "WRK_AUTHORIZE": authorize,
+        "WRK_TOKEN": token,
+        "WRK_COOKIE": cookie,
+        "WRK_AUTH": auth,
+        "WRK_VERIFIER": PKCE_VERIFIER,
+        "WRK_REDIRECT": quote(REDIRECT_URI, safe=""),
     }
 
 
@@ -359,6 +384,7 @@ def main() -> None:
         ("introspection", lambda: wrk("/introspect", **form("POST", {"token": fresh()}, rs))),
         ("userinfo", lambda: wrk("/userinfo", WRK_HEADERS=f"Authorization: Bearer {fresh()}")),
         ("authorize with SSO session", lambda: wrk("/authorize?" + authorize_query, WRK_HEADERS=f"Cookie: {cookie}")),
+        (CODE_FLOW, lambda: wrk("/authorize", **code_flow("/authorize?" + authorize_query, "/token", cookie, rs))),
         ("login: password + TOTP (logins/s)", lambda: logins(seeded.login_emails, login_seconds, BROWSERS)),
     ]  # fmt: skip
     results: list[tuple[str, dict[str, float]]] = []
@@ -442,6 +468,7 @@ def side_by_side(
         ("introspection", [("/introspect", form("POST", {"token": fresh()}, rs)) for _ in range(2)], same("/token/introspection", form("POST", {"token": theirs["access_token"]}, rs))),
         ("userinfo", userinfo("/userinfo", fresh), userinfo("/me", lambda: theirs["access_token"])),
         ("authorize with SSO session", same("/authorize?" + query, {"WRK_HEADERS": f"Cookie: {cookie}"}), same("/auth?" + query, {"WRK_HEADERS": f"Cookie: {theirs['cookie']}"})),
+        (CODE_FLOW, same("/authorize", code_flow("/authorize?" + query, "/token", cookie, rs)), same("/auth", code_flow("/auth?" + query, "/token", theirs["cookie"], rs))),
     ]  # fmt: skip
     server = peer.start(WORKERS, secrets, directory, DATABASE)
     rows = []
