@@ -110,6 +110,8 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
     server: OpenIDServer
+    #: The code's user, loaded when the code is consumed.
+    code_user: User | None = None
 
     def generate_authorization_code(self) -> str:
         """256 random bits from the OS in one call (Authlib draws 48 characters
@@ -147,7 +149,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             return None
         if data.client_id != client.client_id or grant_id is None:
             return None
-        tokens.create_grant(get_session(), grant_id, data)
+        db = get_session()
+        # The user is read in the grant's transaction (one transaction, not two).
+        self.code_user = db.get(User, data.user_id)
+        tokens.create_grant(db, grant_id, data)
         self.request.grant_id = grant_id
         return data
 
@@ -155,7 +160,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         """Nothing to do: the code was deleted when it was read."""
 
     def authenticate_user(self, authorization_code: CodeData) -> Principal | None:
-        user = get_session().get(User, authorization_code.user_id)
+        user = self.code_user
         if user is None or not user.is_active:
             return None
         return Principal(
