@@ -148,9 +148,14 @@ class Shortcuts:
         )
         return json.dumps(token).encode()
 
-    def _refresh(self, environ: dict[str, Any], params: dict[str, str]) -> bytes | None:
+    def _refresh(self, environ: dict[str, Any], params: dict[str, str]) -> bytes | Response | None:
         """Rotation and the new access token, with the grant's scope (a request
-        narrowing the scope takes the full path)."""
+        narrowing the scope takes the full path).
+
+        Once the token is spent there is no going back to the full path (it
+        would take the spent token for a replay and end the grant): a failure
+        after the rotation is answered here, as a server error.
+        """
         engine = self.app.extensions["idp.statement_engine"]
         if engine.dialect.name != "postgresql" or not params.get("refresh_token"):
             return None
@@ -158,6 +163,7 @@ class Shortcuts:
         if client is None or "refresh_token" not in client.grant_types:
             return None
         tokens = self.services.tokens
+        tokens.keyring.signer(client.signing_alg)  # no signing key: fail before spending
         with engine.connect() as connection:
             rotated = tokens.rotate_in_one_statement(
                 connection, params["refresh_token"], client.client_id
@@ -165,17 +171,26 @@ class Shortcuts:
         if rotated is None:
             return None
         successor, grant = rotated
-        principal = Principal(
-            user=grant,  # type: ignore[arg-type] # has the subject, all a token needs of the user
-            grant_id=grant.id,
-            session_id=grant.session_id,
-            auth_time=grant.auth_time,
-            acr=grant.acr,
-            amr=list(grant.amr),
-        )
-        token = self.services.server.generate_bearer_token(
-            "refresh_token", client, user=principal, scope=grant.scope, include_refresh_token=False
-        )
+        try:
+            principal = Principal(
+                user=grant,  # type: ignore[arg-type] # has the subject, all a token needs
+                grant_id=grant.id,
+                session_id=grant.session_id,
+                auth_time=grant.auth_time,
+                acr=grant.acr,
+                amr=list(grant.amr),
+            )
+            token = self.services.server.generate_bearer_token(
+                "refresh_token",
+                client,
+                user=principal,
+                scope=grant.scope,
+                include_refresh_token=False,
+            )
+        except Exception:
+            log.exception("refresh failed after the rotation")
+            error = {"error": "server_error", "error_description": "Please try again later."}
+            return Response(json.dumps(error), status=500, headers=OAUTH_HEADERS)
         token["refresh_token"] = successor
         return json.dumps(token).encode()
 

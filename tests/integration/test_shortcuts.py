@@ -480,3 +480,23 @@ def test_authorize_otherwise_takes_the_full_path(  # type: ignore[no-untyped-def
         assert response.status_code == HTTPStatus.BAD_REQUEST or "error=" in response.location
     else:
         assert "code" in query(response.location)
+
+
+def test_a_refresh_failing_after_its_rotation_is_a_server_error_not_a_replay(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls, monkeypatch
+):
+    """Past the rotation the full path would see the spent token as a replay
+    and end the grant; the shortcut answers the failure itself."""
+    if app.extensions["idp.statement_engine"].dialect.name != "postgresql":
+        pytest.skip("the refresh shortcut runs on PostgreSQL")
+    _, secret, tokens = user_tokens
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("signing failed")
+
+    monkeypatch.setattr(app.extensions["idp"].server, "generate_bearer_token", broken)
+    response = _refresh(client, secret, tokens["refresh_token"])
+    assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert response.json["error"] == "server_error"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert full_endpoint_calls == []
