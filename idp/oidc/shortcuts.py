@@ -21,10 +21,12 @@ straight from WSGI when the request is the plain, valid case:
 The answer is the one the full endpoint gives: the same functions make the
 token, the claims and the introspection, with the same headers.
 
-Anything else (an error of any kind, another grant type, a refresh token, an
-unusual request) goes on to the full endpoint untouched, which answers it as
+Anything else (an error of any kind, another grant type, a refresh on SQLite,
+an unusual request) goes on to the full endpoint untouched, which answers it as
 always; so a shortcut never has to produce an error, and cannot produce one
-that differs.
+that differs. (One exception: a failure after a refresh token was spent is a
+server error answered here, since the full path would take the spent token
+for a replay.)
 """
 
 from __future__ import annotations
@@ -233,15 +235,19 @@ class Shortcuts:
         ):
             return None
         with self.app.app_context():
+            try:
+                grant, redirect_uri = validate_authorization(params)
+            except (OAuth2Error, ValueError):
+                return None
+            if not grant.request.client.is_first_party:
+                return None  # consent is looked up by the full endpoint
+            # The session only for a valid request (reading it refreshes its idle timer).
             sso = self.services.sessions.get(parse_cookie(environ).get(sso_cookie_name()))
             if sso is None:
                 return None
             try:
-                grant, redirect_uri = validate_authorization(params)
-                if not grant.request.client.is_first_party:
-                    return None  # consent is looked up by the full endpoint
                 response = issue_code(grant, redirect_uri, sso)
-            except (OAuth2Error, ValueError):
+            except OAuth2Error:
                 return None
             return security_headers(response)
 

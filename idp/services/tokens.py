@@ -141,9 +141,8 @@ class Tokens:
         self.access_token_seconds = access_token_seconds
         self.refresh_token_seconds = refresh_token_seconds
         self.code_seconds = code_seconds
-        #: Claims of access tokens whose signature passed, per key ring snapshot.
-        self._verified: dict[str, dict[str, Any]] = {}
-        self._verified_with: object = None
+        #: The key set, and the claims of access tokens whose signature it passed.
+        self._verified: tuple[object, dict[str, dict[str, Any]]] = (None, {})
 
     # -- authorization codes --------------------------------------------------
     def save_code(self, code: str, data: CodeData) -> None:
@@ -220,9 +219,13 @@ class Tokens:
 
     def _signed_claims(self, token: str) -> dict[str, Any]:
         keyset = self.keyring.keyset
-        if keyset is not self._verified_with:
-            self._verified, self._verified_with = {}, keyset
-        claims = self._verified.get(token)
+        # The memory belongs to one key set; a check that began with an older
+        # set writes into that set's memory, never into the current one.
+        remembered_with, remembered = self._verified
+        if remembered_with is not keyset:
+            remembered = {}
+            self._verified = (keyset, remembered)
+        claims = remembered.get(token)
         if claims is not None:
             return claims
         try:
@@ -234,9 +237,9 @@ class Tokens:
         claims = decoded.claims
         if claims.get("iss") != self.issuer or "jti" not in claims:
             raise InvalidTokenError("not issued here")
-        if len(self._verified) >= VERIFIED_TOKENS_REMEMBERED:
-            self._verified = {}
-        self._verified[token] = claims
+        if len(remembered) >= VERIFIED_TOKENS_REMEMBERED:
+            remembered.clear()
+        remembered[token] = claims
         return claims
 
     def deny_access_token(self, token: AccessToken) -> None:

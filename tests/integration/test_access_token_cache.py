@@ -73,4 +73,28 @@ def test_the_memory_is_bounded(app, client, factory, monkeypatch):  # type: igno
             "/token", data={"grant_type": "client_credentials"}, auth=("svc", secret)
         )
         tokens.verify_access_token(response.json["access_token"])
-        assert len(tokens._verified) <= 3
+        assert len(tokens._verified[1]) <= 3
+
+
+def test_a_check_begun_with_an_older_key_set_is_not_remembered_for_the_new_one(  # type: ignore[no-untyped-def]
+    app, client, issued, monkeypatch
+):
+    """A verification in flight while a key is withdrawn must not leave its
+    token remembered under the key set without that key."""
+    _, body = issued
+    token = body["access_token"]
+    tokens = app.extensions["idp"].tokens
+    keyring = app.extensions["idp"].keyring
+    old_keyset = keyring.keyset
+    decode = tokens_module.jwt.decode
+
+    def decode_while_the_ring_changes(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # Another thread sees a new key set and starts its memory meanwhile.
+        tokens._verified = (object(), {})
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(tokens_module.jwt, "decode", decode_while_the_ring_changes)
+    tokens.verify_access_token(token)
+    current_set, current_memory = tokens._verified
+    assert token not in current_memory
+    assert current_set is not old_keyset
