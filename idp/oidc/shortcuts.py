@@ -50,6 +50,7 @@ from werkzeug.http import parse_cookie
 from idp.oidc.endpoints import access_token_introspection
 from idp.oidc.server import Principal
 from idp.oidc.views import MAX_PARAMETER_LENGTH
+from idp.oidc.views import PLAIN_PARAMETERS
 from idp.oidc.views import issue_code
 from idp.oidc.views import validate_authorization
 from idp.services.claims import user_claims
@@ -71,18 +72,7 @@ MAX_BODY_BYTES = 4096
 TOKEN_PARAMETERS = frozenset(("grant_type", "scope", "client_id", "client_secret"))
 REFRESH_PARAMETERS = frozenset(("grant_type", "refresh_token", "client_id", "client_secret"))
 INTROSPECTION_PARAMETERS = frozenset(("token", "token_type_hint", "client_id", "client_secret"))
-AUTHORIZE_PARAMETERS = frozenset(
-    (
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "scope",
-        "state",
-        "nonce",
-        "code_challenge",
-        "code_challenge_method",
-    )
-)
+AUTHORIZE_PARAMETERS = frozenset(PLAIN_PARAMETERS)
 COMMON_HEADERS = [
     ("Content-Type", "application/json"),
     ("Cache-Control", "no-store"),
@@ -235,6 +225,9 @@ class Shortcuts:
         ):
             return None
         with self.app.app_context():
+            cookie = parse_cookie(environ).get(sso_cookie_name())
+            if not cookie:
+                return None  # a login to start: the full endpoint's work
             try:
                 grant, redirect_uri = validate_authorization(params)
             except (OAuth2Error, ValueError):
@@ -242,7 +235,7 @@ class Shortcuts:
             if not grant.request.client.is_first_party:
                 return None  # consent is looked up by the full endpoint
             # The session only for a valid request (reading it refreshes its idle timer).
-            sso = self.services.sessions.get(parse_cookie(environ).get(sso_cookie_name()))
+            sso = self.services.sessions.get(cookie)
             if sso is None:
                 return None
             try:

@@ -157,9 +157,8 @@ def jwks() -> Response:
 
 
 # -- authorization endpoint -------------------------------------------------------
-#: The authorization request parameters we act on; others are ignored (OIDC
-#: Core §3.1.2.1) and not stored with the flow.
-KNOWN_PARAMETERS = (
+#: The parameters of the request itself (what is asked, by whom, where to answer).
+PLAIN_PARAMETERS = (
     "response_type",
     "client_id",
     "redirect_uri",
@@ -168,6 +167,12 @@ KNOWN_PARAMETERS = (
     "nonce",
     "code_challenge",
     "code_challenge_method",
+)
+#: The authorization request parameters we act on: the plain ones and those that
+#: change how it is answered; others are ignored (OIDC Core §3.1.2.1) and not
+#: stored with the flow.
+KNOWN_PARAMETERS = (
+    *PLAIN_PARAMETERS,
     "prompt",
     "max_age",
     "login_hint",
