@@ -26,9 +26,9 @@ from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import grants as oidc_grants
+from authlib.oidc.core.grants.util import create_half_hash
 from authlib.oidc.core.grants.util import validate_nonce
 from flask import Flask
-from joserfc import jwk
 
 from idp import clock
 from idp.db import get_session
@@ -249,8 +249,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
 
 
 class OpenIDCode(oidc_grants.OpenIDCode):  # type: ignore[misc]
-    """ID tokens for the code flow (OIDC Core §3.1.3.6), signed with the
-    client's algorithm by the current key, carrying ``sid`` and ``azp``."""
+    """ID tokens for the code flow, made by :meth:`OpenIDServer.id_token`."""
 
     def __init__(self, server: OpenIDServer) -> None:
         super().__init__(require_nonce=False)
@@ -282,30 +281,13 @@ class OpenIDCode(oidc_grants.OpenIDCode):  # type: ignore[misc]
         """Nonces are checked by the client (OIDC Core §3.1.3.7); we echo them."""
         return False
 
-    def get_client_algorithm(self, client: RegisteredClient) -> str:
-        return client.signing_alg
-
-    def resolve_client_private_key(self, client: RegisteredClient) -> jwk.Key:
-        return self.server.keyring.signing_key(client.signing_alg)
-
-    def get_encode_header(self, client: RegisteredClient) -> dict[str, str]:
-        key = self.resolve_client_private_key(client)
-        return {"alg": client.signing_alg, "kid": key.kid, "typ": "JWT"}
-
-    def get_client_claims(self, client: RegisteredClient) -> dict[str, Any]:
-        now = clock.now()
-        return {
-            "iss": self.server.issuer,
-            "aud": [client.client_id],
-            "azp": client.client_id,
-            "iat": now,
-            "exp": now + self.server.id_token_seconds,
-        }
-
-    def get_authorization_code_claims(self, authorization_code: CodeData) -> dict[str, Any]:
-        claims = super().get_authorization_code_claims(authorization_code)
-        claims["sid"] = authorization_code.session_id
-        return claims
+    def encode_id_token(self, token: dict[str, Any], request: OAuth2Request) -> str:
+        return self.server.id_token(
+            request.client,
+            request.authorization_code,
+            self.generate_user_info(request.user, token["scope"]),
+            token.get("access_token"),
+        )
 
     def generate_user_info(self, user: Principal, scope: str) -> dict[str, Any]:
         return user_claims(user.user, scope.split())
@@ -336,6 +318,37 @@ class OpenIDServer(AuthorizationServer):  # type: ignore[misc]
         )
         self.register_grant(RefreshTokenGrant)
         self.register_grant(ClientCredentialsGrant)
+
+    def id_token(
+        self,
+        client: RegisteredClient,
+        code: CodeData,
+        user_info: dict[str, Any],
+        access_token: str | None,
+    ) -> str:
+        """The ID token of a code exchange (OIDC Core §3.1.3.6), signed with the
+        client's algorithm by the current key, carrying ``sid``, ``azp`` and
+        the access token's ``at_hash`` (§3.1.3.8)."""
+        now = clock.now()
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": [client.client_id],
+            "azp": client.client_id,
+            "iat": now,
+            "exp": now + self.id_token_seconds,
+            "auth_time": code.auth_time,
+        }
+        if code.nonce:
+            claims["nonce"] = code.nonce
+        if code.acr:
+            claims["acr"] = code.acr
+        if code.amr:
+            claims["amr"] = code.amr
+        claims["sid"] = code.session_id
+        if access_token:
+            claims["at_hash"] = create_half_hash(access_token, client.signing_alg).decode()
+        claims.update(user_info)
+        return self.keyring.signer(client.signing_alg).sign(claims, "JWT")
 
     def init_app(self, app: Flask, query_client: Any = None, save_token: Any = None) -> None:
         """Settings come from :class:`idp.config.Settings`, not ``app.config``."""

@@ -10,6 +10,12 @@ straight from WSGI when the request is the plain, valid case:
 * ``POST /token``, ``grant_type=client_credentials``: a form body with each
   parameter once, the client authenticated by ``client_secret_basic`` or
   ``client_secret_post`` and allowed the grant, only known scopes;
+* ``POST /token``, ``grant_type=refresh_token`` (PostgreSQL): the grant's
+  scope, the rotation, its checks and the successor in one statement;
+* ``POST /token``, ``grant_type=authorization_code`` (PostgreSQL): a live code
+  of the authenticated (or public) client, for its redirect URI, with a PKCE
+  S256 verifier that matches, checked before the code is spent; the grant, its
+  first refresh token and the user's claims in one statement;
 * ``GET /userinfo`` with a bearer header carrying a live access token with the
   ``openid`` scope of an active user's live grant;
 * ``POST /introspect`` of one of the client's own live access tokens;
@@ -21,12 +27,14 @@ straight from WSGI when the request is the plain, valid case:
 The answer is the one the full endpoint gives: the same functions make the
 token, the claims and the introspection, with the same headers.
 
-Anything else (an error of any kind, another grant type, a refresh on SQLite,
+Anything else (an error of any kind, another grant type, a refresh or code
+exchange on SQLite,
 an unusual request) goes on to the full endpoint untouched, which answers it as
 always; so a shortcut never has to produce an error, and cannot produce one
-that differs. (One exception: a failure after a refresh token was spent is a
-server error answered here, since the full path would take the spent token
-for a replay.)
+that differs. (The exceptions come after a refresh token or a code was spent,
+when the full path would take the request for a replay: a failure is a server
+error answered here, and a code whose user was disabled since it was issued
+gets the full endpoint's own ``invalid_grant``.)
 """
 
 from __future__ import annotations
@@ -43,10 +51,14 @@ from urllib.parse import parse_qsl
 from urllib.parse import unquote
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidGrantError
+from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
+from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from flask import Flask
 from flask import Response
 from werkzeug.http import parse_cookie
 
+from idp.db import get_session
 from idp.oidc.endpoints import access_token_introspection
 from idp.oidc.server import Principal
 from idp.oidc.views import MAX_PARAMETER_LENGTH
@@ -56,6 +68,7 @@ from idp.oidc.views import validate_authorization
 from idp.services.claims import user_claims
 from idp.services.clients import SCOPES
 from idp.services.clients import RegisteredClient
+from idp.services.secrets import new_secret
 from idp.services.tokens import InvalidTokenError
 from idp.web import security_headers
 from idp.web import sso_cookie_name
@@ -71,6 +84,9 @@ MAX_BODY_BYTES = 4096
 #: The parameters a plain request may carry, per endpoint.
 TOKEN_PARAMETERS = frozenset(("grant_type", "scope", "client_id", "client_secret"))
 REFRESH_PARAMETERS = frozenset(("grant_type", "refresh_token", "client_id", "client_secret"))
+CODE_PARAMETERS = frozenset(
+    ("grant_type", "code", "redirect_uri", "code_verifier", "client_id", "client_secret")
+)
 INTROSPECTION_PARAMETERS = frozenset(("token", "token_type_hint", "client_id", "client_secret"))
 AUTHORIZE_PARAMETERS = frozenset(PLAIN_PARAMETERS)
 COMMON_HEADERS = [
@@ -119,9 +135,11 @@ class Shortcuts:
 
     # -- the endpoints ------------------------------------------------------------------------
     def _token(self, environ: dict[str, Any]) -> bytes | None:
-        params = _form(environ, TOKEN_PARAMETERS | REFRESH_PARAMETERS)
+        params = _form(environ, TOKEN_PARAMETERS | REFRESH_PARAMETERS | CODE_PARAMETERS)
         if params is None:
             return None
+        if params.get("grant_type") == "authorization_code" and params.keys() <= CODE_PARAMETERS:
+            return self._code_exchange(environ, params)
         if params.get("grant_type") == "client_credentials" and params.keys() <= TOKEN_PARAMETERS:
             return self._client_credentials(environ, params)
         if params.get("grant_type") == "refresh_token" and params.keys() <= REFRESH_PARAMETERS:
@@ -138,6 +156,84 @@ class Shortcuts:
         token = self.services.server.generate_bearer_token(
             "client_credentials", client, scope=scope, include_refresh_token=False
         )
+        return json.dumps(token).encode()
+
+    def _code_exchange(
+        self, environ: dict[str, Any], params: dict[str, str]
+    ) -> bytes | Response | None:
+        """A code exchanged with PKCE (S256) by the client it was issued to, for
+        the redirect URI it was issued for (PostgreSQL).
+
+        Every check is made on the code as stored, before it is spent; the code
+        is then consumed as the full path consumes it (a concurrent second
+        exchange finds it gone, takes the full path and is treated as a
+        replay), and its grant, first refresh token and user's claims are one
+        statement. Once the code is spent there is no going back to the full
+        path (it would take the request for a replay and end the grant).
+        """
+        engine = self.app.extensions["idp.statement_engine"]
+        code, verifier = params.get("code"), params.get("code_verifier")
+        if engine.dialect.name != "postgresql" or not code or not verifier:
+            return None
+        client = self._authenticate(environ, params, allow_public=True)
+        if client is None or "authorization_code" not in client.grant_types:
+            return None
+        tokens = self.services.tokens
+        data = tokens.peek_code(code)
+        if (
+            data is None
+            or data.client_id != client.client_id
+            or data.redirect_uri != params.get("redirect_uri")
+            or data.code_challenge_method != "S256"
+            or not data.code_challenge
+            or not CODE_VERIFIER_PATTERN.match(verifier)
+            or not compare_s256_code_challenge(verifier, data.code_challenge)
+        ):
+            return None
+        server = self.services.server
+        scope = client.get_allowed_scope(data.scope)
+        with_refresh_token = (
+            "refresh_token" in client.grant_types and "offline_access" in scope.split()
+        )
+        tokens.keyring.signer(client.signing_alg)  # no signing key: fail before spending
+        data, grant_id = tokens.consume_code(code)
+        if data is None or grant_id is None:
+            return None  # used meanwhile: the full path treats it as the replay it is
+        try:
+            refresh_token = new_secret() if with_refresh_token else None
+            with engine.connect() as connection:
+                user = tokens.create_grant_in_one_statement(
+                    connection, grant_id, data, refresh_token
+                )
+            if user is None:
+                return _error_response(InvalidGrantError("There is no 'user' for this code."))
+            if tokens.grant_replayed(grant_id):
+                with self.app.app_context():
+                    tokens.revoke_grant(get_session(), grant_id)
+            principal = Principal(
+                user=user,  # type: ignore[arg-type] # has the subject and the claims' columns
+                grant_id=grant_id,
+                session_id=data.session_id,
+                auth_time=data.auth_time,
+                acr=data.acr,
+                amr=data.amr,
+            )
+            token = server.generate_bearer_token(
+                "authorization_code",
+                client,
+                user=principal,
+                scope=scope,
+                include_refresh_token=False,
+            )
+            if refresh_token is not None:
+                token["refresh_token"] = refresh_token
+            if "openid" in scope.split():
+                token["id_token"] = server.id_token(
+                    client, data, user_claims(user, scope.split()), token["access_token"]
+                )
+        except Exception:
+            log.exception("code exchange failed after the code was spent")
+            return _server_error()
         return json.dumps(token).encode()
 
     def _refresh(self, environ: dict[str, Any], params: dict[str, str]) -> bytes | Response | None:
@@ -181,8 +277,7 @@ class Shortcuts:
             )
         except Exception:
             log.exception("refresh failed after the rotation")
-            error = {"error": "server_error", "error_description": "Please try again later."}
-            return Response(json.dumps(error), status=500, headers=OAUTH_HEADERS)
+            return _server_error()
         token["refresh_token"] = successor
         return json.dumps(token).encode()
 
@@ -264,11 +359,15 @@ class Shortcuts:
         return json.dumps(access_token_introspection(token)).encode()
 
     def _authenticate(
-        self, environ: dict[str, Any], params: dict[str, str]
+        self, environ: dict[str, Any], params: dict[str, str], allow_public: bool = False
     ) -> RegisteredClient | None:
         """The confidential client whose secret came by exactly one of the two
-        methods; ``None`` for anything else, failures included."""
+        methods, or with ``allow_public`` a public client named by ``client_id``
+        alone (``none``); ``None`` for anything else, failures included."""
         header = environ.get("HTTP_AUTHORIZATION")
+        if allow_public and header is None and "client_secret" not in params:
+            public: RegisteredClient | None = self.services.clients.get(params.get("client_id", ""))
+            return public if public is not None and public.is_public else None
         if header is not None:
             if "client_id" in params or "client_secret" in params:
                 return None
@@ -298,6 +397,18 @@ class Shortcuts:
         ):
             return None
         return client
+
+
+def _error_response(error: OAuth2Error) -> Response:
+    """An OAuth error as the full endpoints answer it."""
+    return Response(
+        json.dumps(dict(error.get_body())), status=error.status_code, headers=error.get_headers()
+    )
+
+
+def _server_error() -> Response:
+    error = {"error": "server_error", "error_description": "Please try again later."}
+    return Response(json.dumps(error), status=500, headers=OAUTH_HEADERS)
 
 
 def _form(environ: dict[str, Any], allowed: frozenset[str]) -> dict[str, str] | None:

@@ -152,6 +152,15 @@ class Tokens:
             ex=self.code_seconds,
         )
 
+    def peek_code(self, code: str) -> CodeData | None:
+        """What a live code stands for, leaving it unused (a request that will
+        not be answered with tokens must not spend it)."""
+        raw = self.store.redis.get(self.store.key("code", secrets.digest(code)))
+        if raw is None:
+            return None
+        data = CodeData(**json.loads(raw))
+        return data if clock.now() < data.expires_at else None
+
     def consume_code(self, code: str) -> tuple[CodeData | None, str | None]:
         """Take the code out of the store, atomically.
 
@@ -278,8 +287,38 @@ class Tokens:
         )
         session.add(grant)
         session.commit()
-        if self.store.redis.exists(self.store.key("deny", "grant", grant_id)):
+        if self.grant_replayed(grant_id):
             self.revoke_grant(session, grant_id)
+
+    def grant_replayed(self, grant_id: str) -> bool:
+        """Whether the code of a grant just recorded was replayed before the
+        grant existed (the replay left the grant's deny-list entry)."""
+        return bool(self.store.redis.exists(self.store.key("deny", "grant", grant_id)))
+
+    def create_grant_in_one_statement(
+        self, connection: Connection, grant_id: str, code: CodeData, refresh_token: str | None
+    ) -> Row | None:
+        """What :meth:`create_grant` and :meth:`add_refresh_token` do, in one
+        atomic statement (PostgreSQL), for an active user only; returns the
+        user's columns that claims are made of (as :meth:`userinfo_subject`),
+        or ``None`` (nothing recorded) when the user is gone or disabled."""
+        now = clock.utcnow()
+        values = {
+            "grant_id": grant_id,
+            "user_id": code.user_id,
+            "client_id": code.client_id,
+            "scope": code.scope,
+            "session_id": code.session_id,
+            "auth_time": code.auth_time,
+            "acr": code.acr,
+            "amr": code.amr,
+            "now": now,
+            "expires_at": now + dt.timedelta(seconds=self.refresh_token_seconds),
+        }
+        if refresh_token is None:
+            return connection.execute(NEW_GRANT, values).first()
+        values["refresh_hash"] = secrets.digest(refresh_token)
+        return connection.execute(NEW_GRANT_WITH_REFRESH_TOKEN, values).first()
 
     def add_refresh_token(self, session: Session, grant_id: str) -> str:
         """The first refresh token of a grant."""
@@ -453,6 +492,57 @@ def _rotation_statement() -> Any:
     )
 
 
+def _new_grant_statement(with_refresh_token: bool) -> Any:
+    tokens, grants, users = RefreshToken.__table__, Grant.__table__, User.__table__
+    now = bindparam("now")
+    added = (
+        insert(grants)
+        .from_select(
+            [
+                "id",
+                "user_id",
+                "client_id",
+                "scope",
+                "session_id",
+                "auth_time",
+                "acr",
+                "amr",
+                "created_at",
+                "expires_at",
+            ],
+            select(
+                bindparam("grant_id"),
+                users.c.id,
+                bindparam("client_id"),
+                bindparam("scope"),
+                bindparam("session_id"),
+                bindparam("auth_time"),
+                bindparam("acr"),
+                bindparam("amr", type_=grants.c.amr.type),
+                now,
+                bindparam("expires_at"),
+            ).where(users.c.id == bindparam("user_id"), users.c.is_active.is_(True)),
+        )
+        .returning(grants.c.id, grants.c.user_id)
+        .cte("added")
+    )
+    statement = select(*(users.c[name] for name in ("subject", *CLAIMS_BY_SCOPE_COLUMNS))).join(
+        added, added.c.user_id == users.c.id
+    )
+    if not with_refresh_token:
+        return statement
+    first = (
+        insert(tokens)
+        .from_select(
+            ["token_hash", "grant_id", "created_at"],
+            select(bindparam("refresh_hash"), added.c.id, now),
+        )
+        .returning(tokens.c.grant_id)
+        .cte("first_refresh_token")
+    )
+    return statement.where(select(first.c.grant_id).exists())
+
+
 #: The user's columns UserInfo reads: the subject and every claim's column.
 CLAIMS_BY_SCOPE_COLUMNS = tuple(
     dict.fromkeys(name for names in CLAIMS_BY_SCOPE.values() for name in names)
@@ -468,6 +558,8 @@ USERINFO_QUERY = (
         User.is_active.is_(True),
     )
 )
+NEW_GRANT = _new_grant_statement(with_refresh_token=False)
+NEW_GRANT_WITH_REFRESH_TOKEN = _new_grant_statement(with_refresh_token=True)
 USERINFO_SQL = str(USERINFO_QUERY.compile(dialect=postgresql.dialect()))
 
 

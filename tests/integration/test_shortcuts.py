@@ -5,15 +5,20 @@ endpoint untouched and gets its answer."""
 from __future__ import annotations
 
 import base64
+import hashlib
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from joserfc import jwt
+from sqlalchemy import func
+from sqlalchemy import select
 
 from idp.db import get_session
 from idp.db import make_engine
+from idp.models import Grant
 from idp.models import User
 from idp.oidc.shortcuts import Shortcuts
 from tests.factories import REDIRECT_URI
@@ -500,3 +505,286 @@ def test_a_refresh_failing_after_its_rotation_is_a_server_error_not_a_replay(  #
     assert response.json["error"] == "server_error"
     assert response.headers["Cache-Control"] == "no-store"
     assert full_endpoint_calls == []
+
+
+# -- code exchange -----------------------------------------------------------------------------
+def _on_postgresql(app) -> bool:  # type: ignore[no-untyped-def]
+    return bool(app.extensions["idp.statement_engine"].dialect.name == "postgresql")
+
+
+@pytest.fixture
+def consumed(app, monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every consumption of a code, by whichever path."""
+    tokens = app.extensions["idp"].tokens
+    calls: list[str] = []
+    original = tokens.consume_code
+
+    def spy(code: str):  # type: ignore[no-untyped-def]
+        calls.append(code)
+        return original(code)
+
+    monkeypatch.setattr(tokens, "consume_code", spy)
+    return calls
+
+
+def _code(client, client_id: str, pkce: Pkce, **extra: str) -> str:  # type: ignore[no-untyped-def]
+    return query(authorize(client, authorize_params(client_id, pkce, **extra)).location)["code"]
+
+
+@pytest.mark.parametrize(
+    ("by", "alg"), [("basic", "RS256"), ("post", "ES256"), ("public", "RS256")]
+)
+def test_code_exchange_is_answered_by_the_shortcut_as_by_the_full_endpoint(  # type: ignore[no-untyped-def]
+    app, client, factory, user_tokens, full_endpoint_calls, by, alg
+):
+    if not _on_postgresql(app):
+        pytest.skip("the code exchange shortcut runs on PostgreSQL")
+    user = user_tokens[0]
+    _, secret = factory.client("app", signing_alg=alg, is_public=by == "public")
+    fast_pkce, full_pkce = Pkce.new(), Pkce.new()
+    fast_code = _code(client, "app", fast_pkce, nonce="n-fast")
+    full_code = _code(client, "app", full_pkce, nonce="n-fast")
+    data = {"grant_type": "authorization_code", "redirect_uri": REDIRECT_URI}
+    if by == "basic":
+        headers = _basic("app", secret)
+    else:
+        headers = {}
+        data.update(
+            {"client_id": "app"}
+            if by == "public"
+            else {"client_id": "app", "client_secret": secret}
+        )
+    fast = client.post(
+        "/token",
+        data={**data, "code": fast_code, "code_verifier": fast_pkce.verifier},
+        headers=headers,
+    )
+    assert full_endpoint_calls == []
+    full = _without_shortcuts(
+        client,
+        "POST",
+        "/token",
+        data={**data, "code": full_code, "code_verifier": full_pkce.verifier},
+        headers=headers,
+    )
+    assert fast.status_code == full.status_code == HTTPStatus.OK
+    for name in ("Content-Type", "Cache-Control", "Pragma", "X-Content-Type-Options"):
+        assert fast.headers[name] == full.headers[name], name
+    fast_body, full_body = fast.json, full.json
+    assert (
+        set(fast_body)
+        == set(full_body)
+        == {"access_token", "token_type", "expires_in", "scope", "refresh_token", "id_token"}
+    )
+    for name in ("token_type", "expires_in", "scope"):
+        assert fast_body[name] == full_body[name], name
+    keyring = app.extensions["idp"].keyring
+    varying = {"jti", "iat", "exp", "gid", "at_hash"}
+    for kind in ("access_token", "id_token"):
+        fast_token = jwt.decode(fast_body[kind], keyring.keyset)
+        full_token = jwt.decode(full_body[kind], keyring.keyset)
+        assert fast_token.header == full_token.header
+        assert fast_token.header["alg"] == alg
+        assert {k: v for k, v in fast_token.claims.items() if k not in varying} == {
+            k: v for k, v in full_token.claims.items() if k not in varying
+        }, kind
+    id_claims = jwt.decode(fast_body["id_token"], keyring.keyset).claims
+    assert id_claims["nonce"] == "n-fast"
+    assert id_claims["email"] == user.email
+    assert id_claims["sub"] == user.subject
+    # The at_hash binds the ID token to its access token (OIDC Core §3.1.3.8).
+    digest = hashlib.sha256(fast_body["access_token"].encode()).digest()[:16]
+    assert id_claims["at_hash"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    # The grant is real: its access token is live, its refresh token rotates.
+    headers_rt = _basic("app", secret) if secret else {}
+    data_rt = {"grant_type": "refresh_token", "refresh_token": fast_body["refresh_token"]}
+    if by == "public":
+        data_rt["client_id"] = "app"
+    assert client.post("/token", data=data_rt, headers=headers_rt).status_code == HTTPStatus.OK
+    userinfo = client.get(
+        "/userinfo", headers={"Authorization": "Bearer " + fast_body["access_token"]}
+    )
+    assert userinfo.json["sub"] == user.subject
+
+
+def test_a_code_exchanged_twice_ends_its_grant(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls
+):
+    _, secret, _ = user_tokens
+    pkce = Pkce.new()
+    code = _code(client, "portal", pkce)
+    first = exchange(client, "portal", secret, code, pkce)
+    assert first.status_code == HTTPStatus.OK
+    assert full_endpoint_calls == ([] if _on_postgresql(app) else ["/token"])
+    replay = exchange(client, "portal", secret, code, pkce)
+    assert replay.status_code == HTTPStatus.BAD_REQUEST
+    assert replay.json["error"] == "invalid_grant"
+    assert full_endpoint_calls[-1:] == ["/token"]
+    # RFC 6749 §4.1.2: what the code issued is revoked.
+    data = {"token": first.json["access_token"]}
+    assert client.post("/introspect", data=data, headers=_basic("portal", secret)).json == {
+        "active": False
+    }
+    refresh = _refresh(client, secret, first.json["refresh_token"])
+    assert refresh.json["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong verifier",
+        "no verifier",
+        "wrong redirect",
+        "another client",
+        "wrong secret",
+        "unknown code",
+        "extra parameter",
+        "no PKCE at authorize",
+    ],
+)
+def test_code_exchange_otherwise_takes_the_full_path_with_the_code_unspent(  # type: ignore[no-untyped-def]
+    app, client, factory, user_tokens, full_endpoint_calls, consumed, monkeypatch, case
+):
+    _, secret, _ = user_tokens
+    pkce = Pkce.new()
+    code = _code(client, "portal", pkce)
+    if case == "no PKCE at authorize":  # allowed to confidential clients when so configured
+        tokens = app.extensions["idp"].tokens
+        plain = replace(tokens.peek_code(code), code_challenge=None, code_challenge_method=None)
+        code = "a-code-without-pkce"
+        tokens.save_code(code, plain)
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": pkce.verifier,
+    }
+    headers = _basic("portal", secret)
+    if case == "wrong verifier":
+        data["code_verifier"] = Pkce.new().verifier
+    elif case == "no verifier":
+        del data["code_verifier"]
+    elif case == "wrong redirect":
+        data["redirect_uri"] = REDIRECT_URI + "/other"
+    elif case == "another client":
+        _, other = factory.client("other")
+        headers = _basic("other", other)
+    elif case == "wrong secret":
+        headers = _basic("portal", secret + "x")
+    elif case == "unknown code":
+        data["code"] = "not-a-code"
+    elif case == "extra parameter":
+        data["scope"] = "openid"
+    elif case == "no PKCE at authorize":
+        del data["code_verifier"]
+    response = client.post("/token", data=data, headers=headers)
+    assert full_endpoint_calls == ["/token"]
+    # Only the full path spent the code (or tried to), once.
+    assert consumed in ([], [data["code"]])
+    if case in ("extra parameter", "no PKCE at authorize"):
+        assert response.status_code == HTTPStatus.OK
+        return
+    assert response.status_code in (HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED)
+    assert response.json["error"] in ("invalid_grant", "invalid_request", "invalid_client")
+
+
+def test_a_code_taken_between_the_check_and_the_consumption_is_a_replay(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls, monkeypatch
+):
+    """A concurrent exchange that takes the code after the shortcut checked
+    it leaves this one to the full path, which sees the replay."""
+    if not _on_postgresql(app):
+        pytest.skip("the code exchange shortcut runs on PostgreSQL")
+    _, secret, _ = user_tokens
+    tokens = app.extensions["idp"].tokens
+    pkce = Pkce.new()
+    code = _code(client, "portal", pkce)
+    peek = tokens.peek_code
+    taken: list[str | None] = []
+
+    def peek_then_lose_the_race(value: str):  # type: ignore[no-untyped-def]
+        found = peek(value)
+        taken.append(tokens.consume_code(value)[1])  # the other exchange
+        return found
+
+    monkeypatch.setattr(tokens, "peek_code", peek_then_lose_the_race)
+    response = exchange(client, "portal", secret, code, pkce)
+    assert full_endpoint_calls == ["/token"]
+    assert response.json["error"] == "invalid_grant"
+    redis = app.extensions["idp"].store
+    assert taken[0]
+    assert redis.redis.exists(redis.key("deny", "grant", taken[0]))
+
+
+def test_a_code_exchange_failing_after_the_code_is_spent_is_a_server_error(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls, monkeypatch
+):
+    if not _on_postgresql(app):
+        pytest.skip("the code exchange shortcut runs on PostgreSQL")
+    _, secret, _ = user_tokens
+    pkce = Pkce.new()
+    code = _code(client, "portal", pkce)
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("signing failed")
+
+    monkeypatch.setattr(app.extensions["idp"].server, "id_token", broken)
+    response = exchange(client, "portal", secret, code, pkce)
+    assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert response.json["error"] == "server_error"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert full_endpoint_calls == []
+
+
+def test_a_disabled_users_code_gets_no_tokens_and_no_grant(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls
+):
+    user, secret, _ = user_tokens
+    pkce = Pkce.new()
+    code = _code(client, "portal", pkce)
+    with app.app_context():
+        grants_before = get_session().scalar(select(func.count()).select_from(Grant))
+        get_session().get(User, user.id).is_active = False
+        get_session().commit()
+    response = exchange(client, "portal", secret, code, pkce)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json == {
+        "error": "invalid_grant",
+        "error_description": "There is no 'user' for this code.",
+    }
+    if _on_postgresql(app):
+        assert full_endpoint_calls == []
+        with app.app_context():
+            assert get_session().scalar(select(func.count()).select_from(Grant)) == grants_before
+
+
+def test_a_replay_before_the_grant_existed_revokes_it(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, monkeypatch
+):
+    """A replay that came between the code's consumption and its grant's row
+    left the grant's deny-list entry; the new grant is revoked at once."""
+    _, secret, _ = user_tokens
+    tokens = app.extensions["idp"].tokens
+    consume = tokens.consume_code
+
+    def consume_and_be_replayed(value: str):  # type: ignore[no-untyped-def]
+        data, grant_id = consume(value)
+        with app.app_context():
+            tokens.revoke_grant(get_session(), grant_id)  # what the replay does
+        return data, grant_id
+
+    monkeypatch.setattr(tokens, "consume_code", consume_and_be_replayed)
+    pkce = Pkce.new()
+    response = exchange(client, "portal", secret, _code(client, "portal", pkce), pkce)
+    assert response.status_code == HTTPStatus.OK
+    data = {"token": response.json["access_token"]}
+    assert client.post("/introspect", data=data, headers=_basic("portal", secret)).json == {
+        "active": False
+    }
+    with app.app_context():
+        grant = get_session().get(Grant, _verify_claims(app, response.json["access_token"])["gid"])
+        assert grant.revoked_at is not None
+
+
+def _verify_claims(app, token: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return dict(jwt.decode(token, app.extensions["idp"].keyring.keyset).claims)
