@@ -152,6 +152,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         db = get_session()
         # The user is read in the grant's transaction (one transaction, not two).
         self.code_user = db.get(User, data.user_id)
+        if self.code_user is None or not self.code_user.is_active:
+            return data  # no grant: authenticate_user refuses the exchange
         tokens.create_grant(db, grant_id, data)
         self.request.grant_id = grant_id
         return data

@@ -15,7 +15,8 @@ straight from WSGI when the request is the plain, valid case:
 * ``POST /token``, ``grant_type=authorization_code`` (PostgreSQL): a live code
   of the authenticated (or public) client, for its redirect URI, with a PKCE
   S256 verifier that matches, checked before the code is spent; the grant, its
-  first refresh token and the user's claims in one statement;
+  first refresh token and the user's claims in one statement, then the code
+  consumed and marked used in one atomic step;
 * ``GET /userinfo`` with a bearer header carrying a live access token with the
   ``openid`` scope of an active user's live grant;
 * ``POST /introspect`` of one of the client's own live access tokens;
@@ -31,10 +32,9 @@ Anything else (an error of any kind, another grant type, a refresh or code
 exchange on SQLite,
 an unusual request) goes on to the full endpoint untouched, which answers it as
 always; so a shortcut never has to produce an error, and cannot produce one
-that differs. (The exceptions come after a refresh token or a code was spent,
-when the full path would take the request for a replay: a failure is a server
-error answered here, and a code whose user was disabled since it was issued
-gets the full endpoint's own ``invalid_grant``.)
+that differs. (The exception comes after a refresh token or a code was spent,
+when the full path would take the request for a replay: a failure then is a
+server error answered here.)
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from urllib.parse import parse_qsl
 from urllib.parse import unquote
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from flask import Flask
@@ -70,6 +69,7 @@ from idp.services.clients import SCOPES
 from idp.services.clients import RegisteredClient
 from idp.services.secrets import new_secret
 from idp.services.tokens import InvalidTokenError
+from idp.services.tokens import new_grant_id
 from idp.web import security_headers
 from idp.web import sso_cookie_name
 
@@ -164,12 +164,15 @@ class Shortcuts:
         """A code exchanged with PKCE (S256) by the client it was issued to, for
         the redirect URI it was issued for (PostgreSQL).
 
-        Every check is made on the code as stored, before it is spent; the code
-        is then consumed as the full path consumes it (a concurrent second
-        exchange finds it gone, takes the full path and is treated as a
-        replay), and its grant, first refresh token and user's claims are one
-        statement. Once the code is spent there is no going back to the full
-        path (it would take the request for a replay and end the grant).
+        Every check is made on the code as stored, before it is spent. Then the
+        grant, its first refresh token and the user's claims are one statement
+        (nothing is recorded for a user disabled meanwhile, who is left to the
+        full path), and only then is the code consumed and marked used by that
+        grant, atomically: a replay at any later moment finds the grant to end.
+        If another exchange took the code between the check and the
+        consumption, the grant made here is withdrawn and the request goes to
+        the full path, which sees the replay. Once the code is spent there is
+        no going back to the full path.
         """
         engine = self.app.extensions["idp.statement_engine"]
         code, verifier = params.get("code"), params.get("code_verifier")
@@ -192,24 +195,22 @@ class Shortcuts:
             return None
         server = self.services.server
         scope = client.get_allowed_scope(data.scope)
-        with_refresh_token = (
-            "refresh_token" in client.grant_types and "offline_access" in scope.split()
-        )
+        scopes = scope.split()
+        with_refresh_token = "refresh_token" in client.grant_types and "offline_access" in scopes
         tokens.keyring.signer(client.signing_alg)  # no signing key: fail before spending
-        data, grant_id = tokens.consume_code(code)
-        if data is None or grant_id is None:
-            return None  # used meanwhile: the full path treats it as the replay it is
+        grant_id = new_grant_id()
+        refresh_token = new_secret() if with_refresh_token else None
+        # A failure from here to the claim leaves at most a grant no token was
+        # issued for, and the code unspent for the full path.
+        with engine.connect() as connection:
+            user = tokens.create_grant_in_one_statement(connection, grant_id, data, refresh_token)
+        if user is None:
+            return None  # the user is gone or disabled: the full endpoint says so
+        if not tokens.claim_code(code, grant_id):
+            with self.app.app_context():
+                tokens.revoke_grant(get_session(), grant_id)
+            return None
         try:
-            refresh_token = new_secret() if with_refresh_token else None
-            with engine.connect() as connection:
-                user = tokens.create_grant_in_one_statement(
-                    connection, grant_id, data, refresh_token
-                )
-            if user is None:
-                return _error_response(InvalidGrantError("There is no 'user' for this code."))
-            if tokens.grant_replayed(grant_id):
-                with self.app.app_context():
-                    tokens.revoke_grant(get_session(), grant_id)
             principal = Principal(
                 user=user,  # type: ignore[arg-type] # has the subject and the claims' columns
                 grant_id=grant_id,
@@ -219,17 +220,14 @@ class Shortcuts:
                 amr=data.amr,
             )
             token = server.generate_bearer_token(
-                "authorization_code",
-                client,
-                user=principal,
-                scope=scope,
+                "authorization_code", client, user=principal, scope=scope,
                 include_refresh_token=False,
-            )
+            )  # fmt: skip
             if refresh_token is not None:
                 token["refresh_token"] = refresh_token
-            if "openid" in scope.split():
+            if "openid" in scopes:
                 token["id_token"] = server.id_token(
-                    client, data, user_claims(user, scope.split()), token["access_token"]
+                    client, data, user_claims(user, scopes), token["access_token"]
                 )
         except Exception:
             log.exception("code exchange failed after the code was spent")
@@ -397,13 +395,6 @@ class Shortcuts:
         ):
             return None
         return client
-
-
-def _error_response(error: OAuth2Error) -> Response:
-    """An OAuth error as the full endpoints answer it."""
-    return Response(
-        json.dumps(dict(error.get_body())), status=error.status_code, headers=error.get_headers()
-    )
 
 
 def _server_error() -> Response:

@@ -49,6 +49,7 @@ __all__ = [
     "InvalidTokenError",
     "Tokens",
     "aware",
+    "new_grant_id",
 ]
 
 #: How long a consumed code is remembered, to detect its replay.
@@ -161,6 +162,23 @@ class Tokens:
         data = CodeData(**json.loads(raw))
         return data if clock.now() < data.expires_at else None
 
+    def claim_code(self, code: str, grant_id: str) -> bool:
+        """Consume a code checked with :meth:`peek_code` whose grant is already
+        recorded, and mark it used by that grant, in one atomic step; False
+        when the code went meanwhile (taken by another exchange, or expired).
+
+        The mark is set only if none is there: a concurrent exchange that took
+        the code first keeps its own.
+        """
+        digest = secrets.digest(code)
+        pipe = self.store.redis.pipeline(transaction=True)
+        pipe.getdel(self.store.key("code", digest))
+        pipe.set(
+            self.store.key("code-used", digest), grant_id, ex=USED_CODE_MEMORY_SECONDS, nx=True
+        )
+        raw, _ = pipe.execute()
+        return raw is not None
+
     def consume_code(self, code: str) -> tuple[CodeData | None, str | None]:
         """Take the code out of the store, atomically.
 
@@ -175,7 +193,7 @@ class Tokens:
         if raw is None:
             previous = self.store.redis.get(used_key)
             return None, previous.decode() if previous else None
-        grant_id = std_secrets.token_hex(16)
+        grant_id = new_grant_id()
         self.store.redis.set(used_key, grant_id, ex=USED_CODE_MEMORY_SECONDS)
         data = CodeData(**json.loads(raw))
         if clock.now() >= data.expires_at:
@@ -561,6 +579,10 @@ USERINFO_QUERY = (
 NEW_GRANT = _new_grant_statement(with_refresh_token=False)
 NEW_GRANT_WITH_REFRESH_TOKEN = _new_grant_statement(with_refresh_token=True)
 USERINFO_SQL = str(USERINFO_QUERY.compile(dialect=postgresql.dialect()))
+
+
+def new_grant_id() -> str:
+    return std_secrets.token_hex(16)
 
 
 def aware(value: dt.datetime) -> dt.datetime:

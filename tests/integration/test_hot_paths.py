@@ -146,10 +146,10 @@ def test_code_exchange_and_refresh_stay_small(client, setup):
     assert response.status_code == 200
     assert "refresh_token" in response.get_json()  # the scope has offline_access
     if client.application.extensions["idp.statement_engine"].dialect.name == "postgresql":
-        # The grant, its first refresh token and the user's claims: one statement;
-        # the code read, consumed, marked used, and the replay check.
+        # The code read; the grant, its first refresh token and the user's
+        # claims in one statement; the code consumed and marked used at once.
         assert work.sql == ["WITH"]
-        assert work.redis == ["GET", "GETDEL", "SET", "EXISTS"]
+        assert work.redis == ["GET", "PIPELINE"]
     else:
         # The code's user and its new grant in one transaction; the first refresh token.
         assert work.sql == ["SELECT", "INSERT", "INSERT"]

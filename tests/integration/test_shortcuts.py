@@ -21,6 +21,7 @@ from idp.db import make_engine
 from idp.models import Grant
 from idp.models import User
 from idp.oidc.shortcuts import Shortcuts
+from idp.services import secrets
 from tests.factories import REDIRECT_URI
 from tests.factories import Pkce
 from tests.flows import authorize
@@ -692,7 +693,8 @@ def test_a_code_taken_between_the_check_and_the_consumption_is_a_replay(  # type
     app, client, user_tokens, full_endpoint_calls, monkeypatch
 ):
     """A concurrent exchange that takes the code after the shortcut checked
-    it leaves this one to the full path, which sees the replay."""
+    it: the grant the shortcut made is withdrawn, and the full path sees the
+    replay and ends the other exchange's grant."""
     if not _on_postgresql(app):
         pytest.skip("the code exchange shortcut runs on PostgreSQL")
     _, secret, _ = user_tokens
@@ -708,12 +710,41 @@ def test_a_code_taken_between_the_check_and_the_consumption_is_a_replay(  # type
         return found
 
     monkeypatch.setattr(tokens, "peek_code", peek_then_lose_the_race)
+    with app.app_context():
+        live_before = _live_grants()
     response = exchange(client, "portal", secret, code, pkce)
     assert full_endpoint_calls == ["/token"]
     assert response.json["error"] == "invalid_grant"
-    redis = app.extensions["idp"].store
+    store = app.extensions["idp"].store
     assert taken[0]
-    assert redis.redis.exists(redis.key("deny", "grant", taken[0]))
+    assert store.redis.exists(store.key("deny", "grant", taken[0]))
+    assert store.redis.get(store.key("code-used", secrets.digest(code))).decode() == taken[0]
+    with app.app_context():
+        assert _live_grants() == live_before  # the shortcut's grant was withdrawn
+
+
+def _live_grants() -> int:
+    query_ = select(func.count()).select_from(Grant).where(Grant.revoked_at.is_(None))
+    return int(get_session().scalar(query_))
+
+
+def test_a_failure_before_the_code_is_spent_leaves_it_to_the_full_path(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls, monkeypatch
+):
+    if not _on_postgresql(app):
+        pytest.skip("the code exchange shortcut runs on PostgreSQL")
+    _, secret, _ = user_tokens
+    tokens = app.extensions["idp"].tokens
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(tokens, "claim_code", broken)
+    pkce = Pkce.new()
+    response = exchange(client, "portal", secret, _code(client, "portal", pkce), pkce)
+    assert full_endpoint_calls == ["/token"]
+    assert response.status_code == HTTPStatus.OK
+    assert _verify(app, response.json["access_token"])[1]["sub"] == user_tokens[0].subject
 
 
 def test_a_code_exchange_failing_after_the_code_is_spent_is_a_server_error(  # type: ignore[no-untyped-def]
@@ -737,7 +768,7 @@ def test_a_code_exchange_failing_after_the_code_is_spent_is_a_server_error(  # t
 
 
 def test_a_disabled_users_code_gets_no_tokens_and_no_grant(  # type: ignore[no-untyped-def]
-    app, client, user_tokens, full_endpoint_calls
+    app, client, user_tokens, full_endpoint_calls, consumed
 ):
     user, secret, _ = user_tokens
     pkce = Pkce.new()
@@ -747,22 +778,23 @@ def test_a_disabled_users_code_gets_no_tokens_and_no_grant(  # type: ignore[no-u
         get_session().get(User, user.id).is_active = False
         get_session().commit()
     response = exchange(client, "portal", secret, code, pkce)
+    assert full_endpoint_calls == ["/token"]
+    assert consumed == [code]  # by the full path only
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json == {
         "error": "invalid_grant",
         "error_description": "There is no 'user' for this code.",
     }
-    if _on_postgresql(app):
-        assert full_endpoint_calls == []
-        with app.app_context():
-            assert get_session().scalar(select(func.count()).select_from(Grant)) == grants_before
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(Grant)) == grants_before
 
 
 def test_a_replay_before_the_grant_existed_revokes_it(  # type: ignore[no-untyped-def]
     app, client, user_tokens, monkeypatch
 ):
-    """A replay that came between the code's consumption and its grant's row
-    left the grant's deny-list entry; the new grant is revoked at once."""
+    """On the full path a replay can come between the code's consumption and
+    its grant's row; it leaves the grant's deny-list entry, and the new grant
+    is revoked at once. (The shortcut records the grant before it consumes.)"""
     _, secret, _ = user_tokens
     tokens = app.extensions["idp"].tokens
     consume = tokens.consume_code
@@ -775,7 +807,15 @@ def test_a_replay_before_the_grant_existed_revokes_it(  # type: ignore[no-untype
 
     monkeypatch.setattr(tokens, "consume_code", consume_and_be_replayed)
     pkce = Pkce.new()
-    response = exchange(client, "portal", secret, _code(client, "portal", pkce), pkce)
+    data = {
+        "grant_type": "authorization_code",
+        "code": _code(client, "portal", pkce),
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": pkce.verifier,
+    }
+    response = _without_shortcuts(
+        client, "POST", "/token", data=data, headers=_basic("portal", secret)
+    )
     assert response.status_code == HTTPStatus.OK
     data = {"token": response.json["access_token"]}
     assert client.post("/introspect", data=data, headers=_basic("portal", secret)).json == {
