@@ -202,8 +202,13 @@ class Shortcuts:
         refresh_token = new_secret() if with_refresh_token else None
         # A failure from here to the claim leaves at most a grant no token was
         # issued for, and the code unspent for the full path.
-        with engine.connect() as connection:
-            user = tokens.create_grant_in_one_statement(connection, grant_id, data, refresh_token)
+        connection = engine.raw_connection()
+        try:
+            user = tokens.create_grant_in_one_statement(
+                connection.driver_connection, grant_id, data, refresh_token
+            )
+        finally:
+            connection.close()  # back to the pool
         if user is None:
             return None  # the user is gone or disabled: the full endpoint says so
         if not tokens.claim_code(code, grant_id):

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from idp.services import tokens as tokens_module
 from tests.factories import REDIRECT_URI
 from tests.factories import Pkce
 from tests.flows import authorize
@@ -25,7 +26,7 @@ from tests.flows import query
 class Work:
     """Counts SQL statements and Redis round trips (a pipeline is one)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sql: list[str] = []
         self.redis: list[str] = []
         for engine in ("idp.engine", "idp.statement_engine"):
@@ -50,16 +51,15 @@ class Work:
 
         client.execute_command = counted_command
         client.pipeline = counted_pipeline
-        # UserInfo's query on PostgreSQL goes to psycopg directly, past
-        # SQLAlchemy's events: one prepared statement, counted here.
-        tokens = app.extensions["idp"].tokens
-        direct = tokens.userinfo_subject_on_postgresql
+        # UserInfo's query and the code exchange's statement on PostgreSQL go
+        # to psycopg directly, past SQLAlchemy's events: counted here.
+        direct = tokens_module._prepared_row
 
-        def counted_direct(*args: Any, **kwargs: Any) -> Any:
-            self.sql.append("SELECT")
-            return direct(*args, **kwargs)
+        def counted_direct(connection: Any, sql: str, values: Any) -> Any:
+            self.sql.append(sql.split()[0].upper())
+            return direct(connection, sql, values)
 
-        tokens.userinfo_subject_on_postgresql = counted_direct
+        monkeypatch.setattr(tokens_module, "_prepared_row", counted_direct)
 
     def _statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.sql.append(statement.split()[0].upper())
@@ -72,7 +72,7 @@ class Work:
 
 
 @pytest.fixture
-def setup(app, client, factory):  # type: ignore[no-untyped-def]
+def setup(app, client, factory, monkeypatch):  # type: ignore[no-untyped-def]
     _, secret = factory.client("portal")
     user = factory.user("kim@example.com")
     pkce = Pkce.new()
@@ -83,7 +83,7 @@ def setup(app, client, factory):  # type: ignore[no-untyped-def]
     client.get("/.well-known/openid-configuration")
     client.get("/jwks.json")
     client.post("/token", data={"grant_type": "client_credentials"}, headers=basic)
-    return Work(app), tokens, basic
+    return Work(app, monkeypatch), tokens, basic
 
 
 def test_discovery_and_jwks_are_served_from_memory(client, setup):
