@@ -31,6 +31,8 @@ HERE = Path(__file__).resolve().parent / "peer"
 PORT = 8200
 ISSUER = f"http://127.0.0.1:{PORT}"
 DATABASE = "postgresql://postgres@127.0.0.1:5432/idp_bench"
+#: The peer's resource server (config.mjs): its access tokens are JWTs.
+API = "urn:bench:api"
 
 
 def available() -> bool:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 from urllib.parse import quote
 from urllib.parse import urlencode
 
@@ -174,6 +175,8 @@ def form(
 #: RFC 7636's example: the verifier of the code_challenge the benchmark sends.
 PKCE_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CODE_FLOW = "authorize → code → token (code flows/s)"
+#: The same, against the peer issuing opaque access tokens (one signature fewer).
+CODE_FLOW_OPAQUE = "code flow, peer's access token opaque"
 
 
 def code_flow(authorize: str, token: str, cookie: str, auth: str) -> dict[str, Any]:
@@ -191,6 +194,43 @@ def code_flow(authorize: str, token: str, cookie: str, auth: str) -> dict[str, A
         "WRK_VERIFIER": PKCE_VERIFIER,
         "WRK_REDIRECT": quote(REDIRECT_URI, safe=""),
     }
+
+
+def one_code_flow(base: str, authorize: str, cookie: str, auth: str) -> dict[str, Any]:
+    """One authorize → code → token against ``base``, as code_flow.lua makes
+    them: the token response, so both sides' token formats can be checked."""
+    from bench.seed import REDIRECT_URI
+
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", authorize, headers={"Cookie": cookie})
+        answer = connection.getresponse()
+        answer.read()
+        found = re.search(r"[?&]code=([^&]+)", answer.headers.get("Location", ""))
+        if found is None:
+            raise RuntimeError(f"{base}: no code: {answer.status} {answer.headers.get('Location')}")
+        body = urlencode(
+            {
+                "grant_type": "authorization_code",
+                "code": found.group(1),
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": PKCE_VERIFIER,
+            }
+        )
+        headers = {"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"}
+        connection.request("POST", "/token", body=body, headers=headers)
+        answer = connection.getresponse()
+        token: dict[str, Any] = json.loads(answer.read())
+    finally:
+        connection.close()
+    if answer.status != 200:
+        raise RuntimeError(f"{base}: the code exchange failed: {token}")
+    return token
+
+
+def is_jwt(token: str) -> bool:
+    return token.count(".") == 2
 
 
 def basic(client_id: str, secret: str) -> str:
@@ -459,6 +499,12 @@ def side_by_side(
     def userinfo(path: str, token: Callable[[], str]) -> list[tuple[str, dict[str, str]]]:
         return [(path, {"WRK_HEADERS": f"Authorization: Bearer {token()}"}) for _ in range(2)]
 
+    # The peer's user access tokens are JWTs only for a resource server (its
+    # UserInfo takes opaque ones): the code flow names its API.
+    jwt_query = urlencode(
+        {**dict(parse_qsl(query)), "scope": "openid profile api", "resource": peer.API}
+    )
+    ours_code_flow = code_flow("/authorize?" + query, "/token", cookie, rs)
     cases = [
         ("discovery", same("/.well-known/openid-configuration", {}), same("/.well-known/openid-configuration", {})),
         ("JWKS", same("/jwks.json", {}), same("/jwks", {})),
@@ -468,7 +514,8 @@ def side_by_side(
         ("introspection", [("/introspect", form("POST", {"token": fresh()}, rs)) for _ in range(2)], same("/token/introspection", form("POST", {"token": theirs["access_token"]}, rs))),
         ("userinfo", userinfo("/userinfo", fresh), userinfo("/me", lambda: theirs["access_token"])),
         ("authorize with SSO session", same("/authorize?" + query, {"WRK_HEADERS": f"Cookie: {cookie}"}), same("/auth?" + query, {"WRK_HEADERS": f"Cookie: {theirs['cookie']}"})),
-        (CODE_FLOW, same("/authorize", code_flow("/authorize?" + query, "/token", cookie, rs)), same("/auth", code_flow("/auth?" + query, "/token", theirs["cookie"], rs))),
+        (CODE_FLOW, same("/authorize", ours_code_flow), same("/auth", code_flow("/auth?" + jwt_query, "/token", theirs["cookie"], rs))),
+        (CODE_FLOW_OPAQUE, same("/authorize", ours_code_flow), same("/auth", code_flow("/auth?" + query, "/token", theirs["cookie"], rs))),
     ]  # fmt: skip
     server = peer.start(WORKERS, secrets, directory, DATABASE)
     rows = []
@@ -478,6 +525,14 @@ def side_by_side(
             capture_output=True,
             check=True,
         )
+        # The same token format on both sides: a JWT access token and an ID token.
+        for base, authorize, session in (
+            (ISSUER, "/authorize?" + query, cookie),
+            (peer.ISSUER, "/auth?" + jwt_query, theirs["cookie"]),
+        ):
+            answer = one_code_flow(base, authorize, session, rs)
+            if not (is_jwt(answer["access_token"]) and is_jwt(answer["id_token"])):
+                raise RuntimeError(f"{base}: the code flow's tokens are not JWTs: {answer}")
         for name, ours_runs, peer_runs in cases:
             if not selected(name):
                 continue

@@ -30,8 +30,9 @@ export const TTL = {
   Session: 14 * DAY,
 };
 
-// The resource server of client_credentials tokens (JWTs, as before).
-const API = "urn:bench:api";
+// The resource server whose access tokens are JWTs: client_credentials by
+// default, and the code flow when the authorization request names it.
+export const API = "urn:bench:api";
 
 // The accounts are the IdP's own users, read from its PostgreSQL database as
 // it reads them for UserInfo: one indexed query (users.subject is unique) per
@@ -93,7 +94,7 @@ export function createProvider() {
       introspection: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        // Only client_credentials defaults to the API; user tokens stay
+        // Only client_credentials defaults to the API; other user tokens stay
         // opaque, for userinfo.
         defaultResource: (ctx) =>
           ctx.oidc.params.grant_type === "client_credentials" ? API : undefined,

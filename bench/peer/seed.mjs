@@ -9,7 +9,7 @@ import { createHmac } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 
-import { COOKIE_KEYS, DATABASE, TTL, createProvider } from "./config.mjs";
+import { API, COOKIE_KEYS, DATABASE, TTL, createProvider } from "./config.mjs";
 
 const CLIENT_ID = "bench-rs";
 const SCOPE = "openid profile email offline_access";
@@ -35,7 +35,11 @@ const client = await provider.Client.find(CLIENT_ID);
 
 async function newGrant() {
   const grant = new provider.Grant({ accountId: ACCOUNT_ID, clientId: CLIENT_ID });
-  grant.addOIDCScope(SCOPE);
+  // The API too ("api" is among the provider's scopes, and the API's), so a
+  // code flow naming it (resource=, scope api) is not prompted for consent
+  // and gets a JWT access token, like ours.
+  grant.addOIDCScope(`${SCOPE} api`);
+  grant.addResourceScope(API, "api");
   await grant.save();
   return grant.jti;
 }
