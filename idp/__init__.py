@@ -75,19 +75,20 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     from idp import store
     from idp import web
 
-    if settings.trusted_proxies:
-        # Behind a TLS-terminating load balancer: believe its X-Forwarded-*
-        # headers (scheme, host, client address), and only those of that many hops.
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     db.init_app(app)
     store.init_app(app, overrides.get("store"))
     _build_services(app, settings)
     web.init_app(app)
     # Discovery, JWKS and the plain requests of the hottest endpoints are
-    # answered before Flask (outermost, after ProxyFix).
+    # answered before Flask.
     app.wsgi_app = Shortcuts(app, app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = StaticDocuments(app, app.wsgi_app)  # type: ignore[method-assign]
+    if settings.trusted_proxies:
+        # Behind a TLS-terminating load balancer: believe its X-Forwarded-*
+        # headers (scheme, host, client address), and only those of that many
+        # hops; outermost, so the shortcuts see the request as Flask does.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     return app
 
 

@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from urllib.parse import unquote
 
+from authlib.common.security import is_secure_transport
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
@@ -113,8 +114,15 @@ class Shortcuts:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        handler = self.routes.get((environ.get("REQUEST_METHOD", ""), path))
-        if handler is None:
+        method = environ.get("REQUEST_METHOD", "")
+        handler = self.routes.get((method, path))
+        if (
+            handler is None
+            # Parameters in a POST's query string count for the full endpoints.
+            or (method == "POST" and environ.get("QUERY_STRING"))
+            # Authlib refuses plain HTTP other than to loopback (insecure_transport).
+            or not is_secure_transport(_url(environ))
+        ):
             return self.wsgi_app(environ, start_response)
         try:
             answer = handler(environ)
@@ -211,10 +219,17 @@ class Shortcuts:
             connection.close()  # back to the pool
         if user is None:
             return None  # the user is gone or disabled: the full endpoint says so
-        if not tokens.claim_code(code, grant_id):
-            with self.app.app_context():
-                tokens.revoke_grant(get_session(), grant_id)
-            return None
+        try:
+            claimed = tokens.claim_code(code, grant_id)
+        except Exception:
+            # Spent or not, nobody can tell: the full path could take it for a
+            # replay. The grant goes (no token was issued for it).
+            log.exception("consuming a code failed")
+            self._withdraw(grant_id)
+            return _server_error()
+        if not claimed:
+            self._withdraw(grant_id)
+            return None  # taken by another exchange: the full path sees the replay
         try:
             principal = Principal(
                 user=user,  # type: ignore[arg-type] # has the subject and the claims' columns
@@ -234,10 +249,19 @@ class Shortcuts:
                 token["id_token"] = server.id_token(
                     client, data, user_claims(user, scopes), token["access_token"]
                 )
+            return json.dumps(token).encode()
         except Exception:
             log.exception("code exchange failed after the code was spent")
+            self._withdraw(grant_id)
             return _server_error()
-        return json.dumps(token).encode()
+
+    def _withdraw(self, grant_id: str) -> None:
+        """End a grant no token was issued for, as far as possible."""
+        try:
+            with self.app.app_context():
+                self.services.tokens.revoke_grant(get_session(), grant_id)
+        except Exception:
+            log.exception("withdrawing grant %s failed", grant_id)
 
     def _refresh(self, environ: dict[str, Any], params: dict[str, str]) -> bytes | Response | None:
         """Rotation and the new access token, with the grant's scope (a request
@@ -312,8 +336,8 @@ class Shortcuts:
 
     def _authorize(self, environ: dict[str, Any]) -> Response | None:
         try:
-            pairs = parse_qsl(environ.get("QUERY_STRING", ""), strict_parsing=True)
-        except ValueError:
+            pairs = parse_qsl(environ.get("QUERY_STRING", ""), strict_parsing=True, errors="strict")
+        except ValueError:  # UnicodeDecodeError included
             return None
         params = dict(pairs)
         if (
@@ -402,6 +426,11 @@ class Shortcuts:
         return client
 
 
+def _url(environ: dict[str, Any]) -> str:
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{environ.get('PATH_INFO', '')}"
+
+
 def _server_error() -> Response:
     error = {"error": "server_error", "error_description": "Please try again later."}
     return Response(json.dumps(error), status=500, headers=OAUTH_HEADERS)
@@ -414,7 +443,7 @@ def _form(environ: dict[str, Any], allowed: frozenset[str]) -> dict[str, str] | 
     if body is None:
         return None
     try:
-        pairs = parse_qsl(body.decode(), keep_blank_values=True)
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError):
         return None
     params = dict(pairs)

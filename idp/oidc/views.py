@@ -17,6 +17,7 @@ from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AccessDeniedError
+from authlib.oauth2.rfc6749 import InsecureTransportError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc9207 import IssuerParameter
@@ -409,6 +410,16 @@ def deny_flow(flow: Flow) -> Any:
         raise AccessDeniedError("The user denied the request.", redirect_uri=redirect_uri)
     except OAuth2Error as error:
         return _error_response(error, flow.params.get("state"))
+
+
+@bp.errorhandler(InsecureTransportError)
+def insecure_transport(error: InsecureTransportError) -> Response:
+    """Plain HTTP to a host that is not loopback (a deployment without TLS, or
+    a proxy not trusted by ``IDP_TRUSTED_PROXIES``): refused, as Authlib does,
+    with its OAuth error rather than a server error."""
+    return Response(
+        json.dumps(dict(error.get_body())), status=error.status_code, headers=error.get_headers()
+    )
 
 
 # -- token, userinfo, revocation, introspection ------------------------------------
