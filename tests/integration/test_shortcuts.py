@@ -37,7 +37,7 @@ SCOPES = ["openid", "profile", "email"]
 def shortcut(app) -> Shortcuts:  # type: ignore[no-untyped-def]
     found = app.wsgi_app
     while not isinstance(found, Shortcuts):
-        found = found.wsgi_app
+        found = getattr(found, "wsgi_app", None) or found.app  # ProxyFix keeps it as .app
     return found
 
 
