@@ -478,6 +478,16 @@ def _prepared_row(dbapi_connection: Any, sql: str, values: dict[str, Any]) -> An
         return cursor.fetchone()
 
 
+def _refresh_token_insert(token_hash: Any, grant_id: Any, now: Any) -> Any:
+    """Insert a refresh token (its hash) of a grant selected by a CTE, returning the grant."""
+    tokens = RefreshToken.__table__
+    return (
+        insert(tokens)
+        .from_select(["token_hash", "grant_id", "created_at"], select(token_hash, grant_id, now))
+        .returning(tokens.c.grant_id)
+    )
+
+
 def _rotation_statement() -> Any:
     tokens, grants, users = RefreshToken.__table__, Grant.__table__, User.__table__
     now = bindparam("now")
@@ -502,15 +512,7 @@ def _rotation_statement() -> Any:
         .returning(tokens.c.grant_id)
         .cte("spent")
     )
-    added = (
-        insert(tokens)
-        .from_select(
-            ["token_hash", "grant_id", "created_at"],
-            select(bindparam("new"), spent.c.grant_id, now),
-        )
-        .returning(tokens.c.grant_id)
-        .cte("added")
-    )
+    added = _refresh_token_insert(bindparam("new"), spent.c.grant_id, now).cte("added")
     return (
         select(grants, users.c.subject)
         .join(users, users.c.id == grants.c.user_id)
@@ -519,7 +521,7 @@ def _rotation_statement() -> Any:
 
 
 def _new_grant_statement(with_refresh_token: bool) -> Any:
-    tokens, grants, users = RefreshToken.__table__, Grant.__table__, User.__table__
+    grants, users = Grant.__table__, User.__table__
     now = bindparam("now")
     added = (
         insert(grants)
@@ -557,14 +559,8 @@ def _new_grant_statement(with_refresh_token: bool) -> Any:
     )
     if not with_refresh_token:
         return statement
-    first = (
-        insert(tokens)
-        .from_select(
-            ["token_hash", "grant_id", "created_at"],
-            select(bindparam("refresh_hash"), added.c.id, now),
-        )
-        .returning(tokens.c.grant_id)
-        .cte("first_refresh_token")
+    first = _refresh_token_insert(bindparam("refresh_hash"), added.c.id, now).cte(
+        "first_refresh_token"
     )
     return statement.where(select(first.c.grant_id).exists())
 
