@@ -7,6 +7,9 @@ deployments (and every test its own namespace).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from typing import Any
 
 import redis
@@ -22,6 +25,51 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.redis = client
         self.prefix = prefix
+        self._own = threading.local()
+        self._made: list[Any] = []  # every thread's own connection, for close()
+
+    def read(self, *command: Any) -> Any:
+        """The raw answer to one read-only command (``GET``, ``MGET``) sent on
+        the calling thread's own connection.
+
+        For the hot paths: the client's per-command machinery (taking a
+        connection from the pool and giving it back, polling it for stray
+        data, the retry wrapper) costs three times the round trip's own CPU
+        (measured: 39 against 13 µs). A connection that fails is closed and
+        the command sent once more on a new one (reads are safe to repeat);
+        a second failure is raised.
+        """
+        own = self._own
+        connection = own.__dict__.get("connection")
+        if connection is not None and own.pid == os.getpid():
+            try:
+                return self._send(connection, command)
+            except (redis.ConnectionError, redis.TimeoutError):
+                # Gone stale (a Redis restart): once more, on a new connection.
+                with contextlib.suppress(ValueError):
+                    self._made.remove(connection)
+        own.connection = None
+        connection = self.redis.connection_pool.make_connection()
+        answer = self._send(connection, command)
+        self._made.append(connection)
+        own.connection, own.pid = connection, os.getpid()
+        return answer
+
+    def close(self) -> None:
+        """Close the threads' own connections and the client's pool."""
+        made, self._made = self._made, []
+        for connection in made:
+            connection.disconnect()
+        self.redis.close()
+
+    @staticmethod
+    def _send(connection: Any, command: tuple[Any, ...]) -> Any:
+        try:
+            connection.send_command(*command)
+            return connection.read_response()
+        except BaseException:
+            connection.disconnect()  # nothing half-read is left for the next command
+            raise
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)

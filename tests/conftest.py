@@ -97,11 +97,12 @@ def store() -> Iterator[Store]:
         yield Store(fakeredis.FakeRedis(), prefix)
         return
     client = redis.Redis.from_url(TEST_REDIS_URL)
-    yield Store(client, prefix)
+    store = Store(client, prefix)
+    yield store
     keys = list(client.scan_iter(match=prefix + "*", count=1000))
     if keys:
         client.delete(*keys)
-    client.close()
+    store.close()
 
 
 def make_settings(

@@ -279,10 +279,13 @@ class Shortcuts:
             return None
         tokens = self.services.tokens
         tokens.keyring.signer(client.signing_alg)  # no signing key: fail before spending
-        with engine.connect() as connection:
+        connection = engine.raw_connection()
+        try:
             rotated = tokens.rotate_in_one_statement(
-                connection, params["refresh_token"], client.client_id
+                connection.driver_connection, params["refresh_token"], client.client_id
             )
+        finally:
+            connection.close()  # back to the pool
         if rotated is None:
             return None
         successor, grant = rotated

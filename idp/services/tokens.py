@@ -157,7 +157,7 @@ class Tokens:
     def peek_code(self, code: str) -> CodeData | None:
         """What a live code stands for, leaving it unused (a request that will
         not be answered with tokens must not spend it)."""
-        raw = self.store.redis.get(self.store.key("code", secrets.digest(code)))
+        raw = self.store.read("GET", self.store.key("code", secrets.digest(code)))
         if raw is None:
             return None
         data = CodeData(**json.loads(raw))
@@ -241,7 +241,7 @@ class Tokens:
         keys = [self.store.key("deny", "jti", str(claims["jti"]))]
         if claims.get("gid"):
             keys.append(self.store.key("deny", "grant", str(claims["gid"])))
-        if any(self.store.redis.mget(keys)):
+        if any(self.store.read("MGET", *keys)):
             raise InvalidTokenError("revoked")
         return AccessToken(claims)
 
@@ -386,26 +386,28 @@ class Tokens:
         return successor
 
     def rotate_in_one_statement(
-        self, connection: Connection, token: str, client_id: str
-    ) -> tuple[str, Row] | None:
-        """The whole happy path of a refresh in one atomic statement
-        (PostgreSQL): spend the token if it is unused and its grant is live, of
-        ``client_id`` and of an active user; add its successor; return the
-        successor and the grant's columns with the user's ``subject``.
+        self, dbapi_connection: Any, token: str, client_id: str
+    ) -> tuple[str, Any] | None:
+        """The whole happy path of a refresh in one atomic statement prepared
+        by psycopg (PostgreSQL): spend the token if it is unused and its grant
+        is live, of ``client_id`` and of an active user; add its successor;
+        return the successor and the grant's columns with the user's
+        ``subject``.
 
         ``None`` when any condition fails; nothing was changed then, and the
         full refresh path (which also handles replays) can take the request.
         """
         successor = secrets.new_secret()
-        row = connection.execute(
-            ROTATION,
+        row = _prepared_row(
+            dbapi_connection,
+            ROTATION_SQL,
             {
                 "old": secrets.digest(token),
                 "new": secrets.digest(successor),
                 "client_id": client_id,
                 "now": clock.utcnow(),
             },
-        ).first()
+        )
         return (successor, row) if row is not None else None
 
     def revoke_grant(self, session: Session, grant_id: str) -> None:
@@ -570,7 +572,7 @@ CLAIMS_BY_SCOPE_COLUMNS = tuple(
     dict.fromkeys(name for names in CLAIMS_BY_SCOPE.values() for name in names)
 )
 #: Built once: composing a statement can cost more than running it (measured).
-ROTATION = _rotation_statement()
+ROTATION_SQL = str(_rotation_statement().compile(dialect=postgresql.dialect()))
 USERINFO_QUERY = (
     select(*(User.__table__.c[name] for name in ("subject", *CLAIMS_BY_SCOPE_COLUMNS)))
     .join(Grant, Grant.user_id == User.id)

@@ -51,6 +51,15 @@ class Work:
 
         client.execute_command = counted_command
         client.pipeline = counted_pipeline
+        # Reads on the thread's own connection (Store.read), past the client.
+        store = app.extensions["idp"].store
+        read = store.read
+
+        def counted_read(*command: Any) -> Any:
+            self.redis.append(str(command[0]))
+            return read(*command)
+
+        monkeypatch.setattr(store, "read", counted_read)
         # UserInfo's query and the code exchange's statement on PostgreSQL go
         # to psycopg directly, past SQLAlchemy's events: counted here.
         direct = tokens_module._prepared_row

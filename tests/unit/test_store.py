@@ -1,0 +1,79 @@
+"""Store.read: one read command on the calling thread's own connection."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from idp.store import Store
+
+
+def test_read_answers_as_the_client_does(store: Store) -> None:
+    store.redis.set(store.key("a"), b"1")
+    assert store.read("GET", store.key("a")) == store.redis.get(store.key("a")) == b"1"
+    assert store.read("GET", store.key("missing")) is None
+    assert store.read("MGET", store.key("a"), store.key("missing")) == [b"1", None]
+
+
+def test_each_thread_keeps_its_own_connection(store: Store) -> None:
+    store.read("GET", store.key("a"))
+    mine = store._own.connection
+    store.read("GET", store.key("a"))
+    assert store._own.connection is mine
+    theirs: list[Any] = []
+
+    def other() -> None:
+        store.read("GET", store.key("a"))
+        theirs.append(store._own.connection)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert theirs[0] is not None
+    assert theirs[0] is not mine
+
+
+def test_a_broken_connection_is_replaced_and_the_read_sent_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.redis.set(store.key("a"), b"1")
+    store.read("GET", store.key("a"))
+    broken = store._own.connection
+
+    def gone(*_: Any, **__: Any) -> Any:
+        raise redis.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(broken, "read_response", gone)
+    assert store.read("GET", store.key("a")) == b"1"
+    assert store._own.connection is not broken
+
+
+def test_a_second_failure_is_raised_and_leaves_no_connection_behind(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.read("GET", store.key("a"))
+
+    def gone(*_: Any, **__: Any) -> Any:
+        raise redis.ConnectionError("Connection refused.")
+
+    connection_class = type(store._own.connection)
+    monkeypatch.setattr(connection_class, "read_response", gone)
+    with pytest.raises(redis.ConnectionError):
+        store.read("GET", store.key("a"))
+    assert store._own.connection is None
+    monkeypatch.undo()
+    assert store.read("GET", store.key("a")) is None
+
+
+def test_a_connection_killed_by_the_server_is_replaced(store: Store) -> None:
+    """The stale-connection case for real: Redis drops the client (as a
+    restart or ``CLIENT KILL`` does) between two reads."""
+    store.redis.set(store.key("a"), b"1")
+    store.read("GET", store.key("a"))
+    own_id = store.read("CLIENT", "ID")
+    store.redis.execute_command("CLIENT", "KILL", "ID", own_id)
+    assert store.read("GET", store.key("a")) == b"1"
+    assert store.read("CLIENT", "ID") != own_id
