@@ -5,6 +5,7 @@ hashed (emergency code); WebAuthn keys are public keys."""
 from __future__ import annotations
 
 from sqlalchemy import delete
+from sqlalchemy import exists
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,16 +35,21 @@ class Factors:
 
     def methods(self, session: Session, user: User) -> list[str]:
         """The methods ``user`` has enrolled, in order of preference."""
+        webauthn, app, recovery_code = session.execute(
+            select(
+                exists().where(WebAuthnCredential.user_id == user.id),
+                exists().where(TotpCredential.user_id == user.id),
+                exists().where(RecoveryCode.user_id == user.id),
+            )
+        ).one()  # one round trip, as the password step runs it at every login
         found = []
-        if session.scalar(
-            select(WebAuthnCredential.id).where(WebAuthnCredential.user_id == user.id).limit(1)
-        ):
+        if webauthn:
             found.append(Method.WEBAUTHN)
-        if session.scalar(select(TotpCredential.id).where(TotpCredential.user_id == user.id)):
+        if app:
             found.append(Method.TOTP)
         if user.phone_number and user.phone_number_verified:
             found.append(Method.SMS)
-        if session.get(RecoveryCode, user.id) is not None:
+        if recovery_code:
             found.append(Method.RECOVERY)
         return found
 

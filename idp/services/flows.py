@@ -136,7 +136,7 @@ class FlowStore:
         """The flow ``flow_id`` if it belongs to ``browser`` and is at one of ``steps``."""
         if not flow_id or not browser:
             raise FlowError("missing")
-        raw = self.store.read("GET", self._key(flow_id))
+        raw = self.store.call("GET", self._key(flow_id))
         if raw is None:
             raise FlowError("unknown or expired")
         flow = Flow(**json.loads(raw))

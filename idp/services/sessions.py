@@ -105,7 +105,7 @@ class SessionStore:
         if not cookie:
             return None
         key = secrets.digest(cookie)
-        raw = self.store.read("GET", self.store.key("sess", key))
+        raw = self.store.call("GET", self.store.key("sess", key))
         if raw is None:
             return None
         session = SsoSession(**json.loads(raw))

@@ -148,16 +148,18 @@ class Tokens:
 
     # -- authorization codes --------------------------------------------------
     def save_code(self, code: str, data: CodeData) -> None:
-        self.store.redis.set(
+        self.store.call(
+            "SET",
             self.store.key("code", secrets.digest(code)),
             json.dumps(asdict(data)),
-            ex=self.code_seconds,
+            "EX",
+            self.code_seconds,
         )
 
     def peek_code(self, code: str) -> CodeData | None:
         """What a live code stands for, leaving it unused (a request that will
         not be answered with tokens must not spend it)."""
-        raw = self.store.read("GET", self.store.key("code", secrets.digest(code)))
+        raw = self.store.call("GET", self.store.key("code", secrets.digest(code)))
         if raw is None:
             return None
         data = CodeData(**json.loads(raw))
@@ -172,12 +174,17 @@ class Tokens:
         the code first keeps its own.
         """
         digest = secrets.digest(code)
-        pipe = self.store.redis.pipeline(transaction=True)
-        pipe.getdel(self.store.key("code", digest))
-        pipe.set(
-            self.store.key("code-used", digest), grant_id, ex=USED_CODE_MEMORY_SECONDS, nx=True
+        raw, _ = self.store.transaction(
+            ("GETDEL", self.store.key("code", digest)),
+            (
+                "SET",
+                self.store.key("code-used", digest),
+                grant_id,
+                "EX",
+                USED_CODE_MEMORY_SECONDS,
+                "NX",
+            ),
         )
-        raw, _ = pipe.execute()
         return raw is not None
 
     def consume_code(self, code: str) -> tuple[CodeData | None, str | None]:
@@ -241,7 +248,7 @@ class Tokens:
         keys = [self.store.key("deny", "jti", str(claims["jti"]))]
         if claims.get("gid"):
             keys.append(self.store.key("deny", "grant", str(claims["gid"])))
-        if any(self.store.read("MGET", *keys)):
+        if any(self.store.call("MGET", *keys)):
             raise InvalidTokenError("revoked")
         return AccessToken(claims)
 

@@ -51,15 +51,22 @@ class Work:
 
         client.execute_command = counted_command
         client.pipeline = counted_pipeline
-        # Reads on the thread's own connection (Store.read), past the client.
+        # Commands on the thread's own connection (Store.call, Store.transaction).
         store = app.extensions["idp"].store
-        read = store.read
+        call = store.call
 
-        def counted_read(*command: Any) -> Any:
+        def counted_call(*command: Any) -> Any:
             self.redis.append(str(command[0]))
-            return read(*command)
+            return call(*command)
 
-        monkeypatch.setattr(store, "read", counted_read)
+        monkeypatch.setattr(store, "call", counted_call)
+        transaction = store.transaction
+
+        def counted_transaction(*commands: Any) -> Any:
+            self.redis.append("MULTI")
+            return transaction(*commands)
+
+        monkeypatch.setattr(store, "transaction", counted_transaction)
         # UserInfo's query and the code exchange's statement on PostgreSQL go
         # to psycopg directly, past SQLAlchemy's events: counted here.
         direct = tokens_module._prepared_row
@@ -158,7 +165,7 @@ def test_code_exchange_and_refresh_stay_small(client, setup):
         # The code read; the grant, its first refresh token and the user's
         # claims in one statement; the code consumed and marked used at once.
         assert work.sql == ["WITH"]
-        assert work.redis == ["GET", "PIPELINE"]
+        assert work.redis == ["GET", "MULTI"]
     else:
         # The code's user and its new grant in one transaction; the first refresh token.
         assert work.sql == ["SELECT", "INSERT", "INSERT"]
