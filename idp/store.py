@@ -7,7 +7,6 @@ deployments (and every test its own namespace).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from typing import Any
@@ -26,7 +25,10 @@ class Store:
         self.redis = client
         self.prefix = prefix
         self._own = threading.local()
-        self._made: list[Any] = []  # every thread's own connection, for close()
+        # Each thread's own connection with its thread: closed by close(), or
+        # once the thread has ended (a development server's thread per request).
+        self._made: list[tuple[threading.Thread, Any]] = []
+        self._lock = threading.Lock()
 
     def call(self, *command: Any) -> Any:
         """The raw answer to one idempotent command (``GET``, ``MGET``, a
@@ -72,19 +74,25 @@ class Store:
     def _new_connection(self) -> Any:
         connection = self.redis.connection_pool.make_connection()
         connection.connect()  # failing here leaves nothing behind
-        self._made.append(connection)
+        with self._lock:
+            ended = [made for made in self._made if not made[0].is_alive()]
+            self._made = [made for made in self._made if made[0].is_alive()]
+            self._made.append((threading.current_thread(), connection))
+        for _, old in ended:
+            old.disconnect()
         self._own.connection, self._own.pid = connection, os.getpid()
         return connection
 
     def _drop(self, connection: Any) -> None:
         self._own.connection = None
-        with contextlib.suppress(ValueError):
-            self._made.remove(connection)
+        with self._lock:
+            self._made = [made for made in self._made if made[1] is not connection]
 
     def close(self) -> None:
         """Close the threads' own connections and the client's pool."""
-        made, self._made = self._made, []
-        for connection in made:
+        with self._lock:
+            made, self._made = self._made, []
+        for _, connection in made:
             connection.disconnect()
         self.redis.close()
 

@@ -11,6 +11,20 @@ import redis
 from idp.store import Store
 
 
+def connection_of_a_thread(store: Store) -> Any:
+    """The own connection a new thread uses for one read; the thread has ended."""
+    made: list[Any] = []
+
+    def read() -> None:
+        store.call("GET", store.key("a"))
+        made.append(store._own.connection)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    return made[0]
+
+
 def test_read_answers_as_the_client_does(store: Store) -> None:
     store.redis.set(store.key("a"), b"1")
     assert store.call("GET", store.key("a")) == store.redis.get(store.key("a")) == b"1"
@@ -23,17 +37,9 @@ def test_each_thread_keeps_its_own_connection(store: Store) -> None:
     mine = store._own.connection
     store.call("GET", store.key("a"))
     assert store._own.connection is mine
-    theirs: list[Any] = []
-
-    def other() -> None:
-        store.call("GET", store.key("a"))
-        theirs.append(store._own.connection)
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    thread.join()
-    assert theirs[0] is not None
-    assert theirs[0] is not mine
+    theirs = connection_of_a_thread(store)
+    assert theirs is not None
+    assert theirs is not mine
 
 
 def test_a_broken_connection_is_replaced_and_the_read_sent_again(
@@ -117,3 +123,14 @@ def test_an_error_inside_a_transaction_is_raised(store: Store) -> None:
     with pytest.raises(redis.ResponseError):
         store.transaction(("GETDEL", store.key("set")), ("SET", store.key("a"), "1"))
     assert store.call("GET", store.key("a")) == b"1"  # the connection still serves
+
+
+def test_the_connection_of_an_ended_thread_is_closed(store: Store) -> None:
+    """A development server runs each request on a new thread: the
+    connections of threads that have ended do not pile up."""
+    first = connection_of_a_thread(store)
+    assert first.is_connected
+    second = connection_of_a_thread(store)
+    assert not first.is_connected
+    assert second.is_connected
+    assert [connection for _, connection in store._made] == [second]
