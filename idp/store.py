@@ -7,8 +7,10 @@ deployments (and every test its own namespace).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+import weakref
 from typing import Any
 
 import redis
@@ -18,17 +20,29 @@ from flask import current_app
 __all__ = ["Store", "get_store", "init_app"]
 
 
+class _Own:
+    """A thread's own Redis connection. It is closed when the thread's local
+    data goes, that is when the thread ends (a development server's thread
+    per request, a server's idle thread retired), or by :meth:`Store.close`."""
+
+    __slots__ = ("__weakref__", "close", "connection", "pid")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.pid = os.getpid()
+        self.close = weakref.finalize(self, connection.disconnect)
+
+
 class Store:
     """A Redis client plus the key prefix of this deployment."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.redis = client
         self.prefix = prefix
-        self._own = threading.local()
-        # Each thread's own connection with its thread: closed by close(), or
-        # once the thread has ended (a development server's thread per request).
-        self._made: list[tuple[threading.Thread, Any]] = []
-        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._owns: weakref.WeakSet[_Own] = weakref.WeakSet()
+        # A child process starts with none of its parent's connections.
+        os.register_at_fork(after_in_child=functools.partial(_forget_after_fork, weakref.ref(self)))
 
     def call(self, *command: Any) -> Any:
         """The raw answer to one idempotent command (``GET``, ``MGET``, a
@@ -41,66 +55,63 @@ class Store:
         the command sent once more on a new one (safe, the command being
         idempotent); a second failure is raised.
         """
-        connection = self._connection()
-        if connection is not None:
+        own = self._own()
+        if own is not None:
             try:
-                return self._send(connection, [command])[0]
+                return self._send(own, [command])[0]
             except (redis.ConnectionError, redis.TimeoutError):
-                # Gone stale (a Redis restart): once more, on a new connection.
-                self._drop(connection)
-        return self._send(self._new_connection(), [command])[0]
+                pass  # gone stale (a Redis restart): once more, on a new connection
+        return self._send(self._new_own(), [command])[0]
 
     def transaction(self, *commands: tuple[Any, ...]) -> list[Any]:
         """The raw answers to ``commands`` run atomically (``MULTI`` …
         ``EXEC``) on the calling thread's own connection, in one round trip.
         Never sent twice: a failure is raised (the caller cannot know whether
-        the transaction ran)."""
-        connection = self._connection() or self._new_connection()
-        try:
-            answers = self._send(connection, [("MULTI",), *commands, ("EXEC",)])
-        except (redis.ConnectionError, redis.TimeoutError):
-            self._drop(connection)
-            raise
+        the transaction ran). A connection found closed or holding stray data
+        before sending is replaced first."""
+        own = self._own()
+        if own is not None:
+            try:
+                if own.connection.can_read(timeout=0):
+                    own = None
+            except (redis.ConnectionError, redis.TimeoutError):
+                own = None
+        answers = self._send(own or self._new_own(), [("MULTI",), *commands, ("EXEC",)])
         for answer in answers[-1]:
             if isinstance(answer, redis.ResponseError):
                 raise answer
         return list(answers[-1])
 
-    def _connection(self) -> Any:
-        own = self._own
-        connection = own.__dict__.get("connection")
-        return connection if connection is not None and own.pid == os.getpid() else None
-
-    def _new_connection(self) -> Any:
-        connection = self.redis.connection_pool.make_connection()
-        connection.connect()  # failing here leaves nothing behind
-        with self._lock:
-            ended = [made for made in self._made if not made[0].is_alive()]
-            self._made = [made for made in self._made if made[0].is_alive()]
-            self._made.append((threading.current_thread(), connection))
-        for _, old in ended:
-            old.disconnect()
-        self._own.connection, self._own.pid = connection, os.getpid()
-        return connection
-
-    def _drop(self, connection: Any) -> None:
-        self._own.connection = None
-        with self._lock:
-            self._made = [made for made in self._made if made[1] is not connection]
-
     def close(self) -> None:
         """Close the threads' own connections and the client's pool."""
-        with self._lock:
-            made, self._made = self._made, []
-        for _, connection in made:
-            connection.disconnect()
+        for own in list(self._owns):
+            own.close()
         self.redis.close()
 
+    def _own(self) -> _Own | None:
+        own: _Own | None = self._local.__dict__.get("own")
+        return own if own is not None and own.pid == os.getpid() else None
+
+    def _new_own(self) -> _Own:
+        """A new connection for the calling thread, replacing its old one.
+        Made by the pool's connection class and settings (the same
+        handshake), outside the pool and its count."""
+        old = self._local.__dict__.pop("own", None)
+        if old is not None:
+            old.close()
+        pool = self.redis.connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
+        connection.connect()  # failing here leaves nothing behind
+        own = self._local.own = _Own(connection)
+        self._owns.add(own)
+        return own
+
     @staticmethod
-    def _send(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def _send(own: _Own, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write and read their answers; on any
         failure the connection is closed, so nothing half-read is left for
         the next command."""
+        connection = own.connection
         try:
             connection.send_packed_command(connection.pack_commands(commands))
             return [connection.read_response() for _ in commands]
@@ -120,6 +131,15 @@ class Store:
 
             client = fakeredis.FakeRedis(**kwargs)
         return cls(client, prefix)
+
+
+def _forget_after_fork(store: weakref.ref[Store]) -> None:
+    """In a child process: the parent's connections are the parent's (the
+    pid check keeps them unused; this lets them go without closing them)."""
+    alive = store()
+    if alive is not None:
+        alive._local = threading.local()
+        alive._owns = weakref.WeakSet()
 
 
 def init_app(app: Flask, store: Store | None = None) -> None:
