@@ -313,13 +313,8 @@ class Tokens:
         )
         session.add(grant)
         session.commit()
-        if self.grant_replayed(grant_id):
+        if self.store.redis.exists(self.store.key("deny", "grant", grant_id)):
             self.revoke_grant(session, grant_id)
-
-    def grant_replayed(self, grant_id: str) -> bool:
-        """Whether the code of a grant just recorded was replayed before the
-        grant existed (the replay left the grant's deny-list entry)."""
-        return bool(self.store.redis.exists(self.store.key("deny", "grant", grant_id)))
 
     def create_grant_in_one_statement(
         self, dbapi_connection: Any, grant_id: str, code: CodeData, refresh_token: str | None

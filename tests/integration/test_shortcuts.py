@@ -747,20 +747,29 @@ def test_a_failure_before_the_code_is_spent_leaves_it_to_the_full_path(  # type:
     assert _verify(app, response.json["access_token"])[1]["sub"] == user_tokens[0].subject
 
 
-def test_a_failure_while_spending_the_code_is_a_server_error(  # type: ignore[no-untyped-def]
-    app, client, user_tokens, full_endpoint_calls, monkeypatch
+@pytest.mark.parametrize(
+    ("service", "step", "fault"),
+    [
+        # Whether the code was spent cannot be known: the full path might take
+        # it for a replay.
+        ("tokens", "claim_code", TimeoutError("no answer from Redis")),
+        # The code is spent: the full path would take the request for a replay.
+        ("server", "id_token", RuntimeError("signing failed")),
+    ],
+)
+def test_a_failure_while_or_after_spending_the_code_is_a_server_error(  # type: ignore[no-untyped-def]
+    app, client, user_tokens, full_endpoint_calls, monkeypatch, service, step, fault
 ):
-    """Whether the code was spent cannot be known: the full path might take
-    it for a replay. The grant made for it is withdrawn."""
+    """Answered here, and the grant made for the code (no token was issued
+    for it) is withdrawn."""
     if not _on_postgresql(app):
         pytest.skip("the code exchange shortcut runs on PostgreSQL")
     _, secret, _ = user_tokens
-    tokens = app.extensions["idp"].tokens
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise TimeoutError("no answer from Redis")
+        raise fault
 
-    monkeypatch.setattr(tokens, "claim_code", broken)
+    monkeypatch.setattr(getattr(app.extensions["idp"], service), step, broken)
     with app.app_context():
         live_before = _live_grants()
     pkce = Pkce.new()
@@ -768,32 +777,9 @@ def test_a_failure_while_spending_the_code_is_a_server_error(  # type: ignore[no
     assert full_endpoint_calls == []
     assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
     assert response.json["error"] == "server_error"
+    assert response.headers["Cache-Control"] == "no-store"
     with app.app_context():
         assert _live_grants() == live_before
-
-
-def test_a_code_exchange_failing_after_the_code_is_spent_is_a_server_error(  # type: ignore[no-untyped-def]
-    app, client, user_tokens, full_endpoint_calls, monkeypatch
-):
-    if not _on_postgresql(app):
-        pytest.skip("the code exchange shortcut runs on PostgreSQL")
-    _, secret, _ = user_tokens
-    pkce = Pkce.new()
-    code = _code(client, "portal", pkce)
-
-    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise RuntimeError("signing failed")
-
-    monkeypatch.setattr(app.extensions["idp"].server, "id_token", broken)
-    with app.app_context():
-        live_before = _live_grants()
-    response = exchange(client, "portal", secret, code, pkce)
-    assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
-    assert response.json["error"] == "server_error"
-    assert response.headers["Cache-Control"] == "no-store"
-    assert full_endpoint_calls == []
-    with app.app_context():
-        assert _live_grants() == live_before  # the grant no token was given for is gone
 
 
 def test_a_disabled_users_code_gets_no_tokens_and_no_grant(  # type: ignore[no-untyped-def]
