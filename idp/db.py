@@ -3,6 +3,8 @@ second engine for the one-statement work of the hot-path shortcuts."""
 
 from __future__ import annotations
 
+import functools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +13,27 @@ from flask import current_app
 from flask import g
 from sqlalchemy import create_engine
 from sqlalchemy import event
+from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 __all__ = ["dispose", "get_session", "init_app", "make_engine"]
 
+#: A pooled connection back in the pool for less than this is handed out
+#: without a ping (as PgBouncer's ``server_check_delay`` and HikariCP's
+#: ``aliveBypassWindowMs`` do): under load connections are reused within
+#: milliseconds, and a ping would add a round trip to every request.
+PING_AFTER_IDLE_SECONDS = 1.0
+
 
 def make_engine(url: str, single_statements: bool = False) -> Engine:
     """Create the engine, with SQLite made safe for a threaded development server.
 
-    With ``single_statements``: each statement commits by itself (no BEGIN or
-    ROLLBACK round trips) and connections are not pinged before use; for
+    A connection that has been idle in the pool for a while is pinged
+    before use (a server restart or an idle timeout does not fail the next
+    request). With ``single_statements``: each statement commits by itself
+    (no BEGIN or ROLLBACK round trips) and connections are not pinged; for
     callers that can take a failed statement (a dropped connection is
     discarded, and the shortcuts then hand the request to the full endpoint).
     """
@@ -34,12 +45,29 @@ def make_engine(url: str, single_statements: bool = False) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
-    elif not single_statements:
-        kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif not single_statements:
+        event.listen(engine, "checkin", _note_idle)
+        event.listen(engine, "checkout", functools.partial(_ping_if_idle, engine.dialect))
     return engine
+
+
+def _note_idle(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Any, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a connection that was idle for :data:`PING_AFTER_IDLE_SECONDS`;
+    a dead one is replaced by the pool (``DisconnectionError``)."""
+    idle_since = record.info.get("idle_since")
+    if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dialect.do_ping(dbapi_connection)
+    except dialect.loaded_dbapi.Error as error:
+        raise exc.DisconnectionError(str(error)) from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

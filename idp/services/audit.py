@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,8 +41,8 @@ class Audit:
     ) -> None:
         """Write one event, committed at once (so it survives a later error)
         unless ``commit`` is false: then it goes with the caller's commit."""
-        session.add(
-            AuditEvent(
+        session.execute(
+            insert(AuditEvent).values(
                 event=event,
                 subject_id=subject_id,
                 actor_id=actor_id,

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from sqlalchemy import delete
 from sqlalchemy import exists
+from sqlalchemy import or_
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from idp.models import RecoveryCode
@@ -69,26 +71,31 @@ class Factors:
         session.commit()
 
     def verify_totp(self, session: Session, user_id: int, code: str) -> None:
-        """Check a code from the user's app; the row is locked while it is checked
-        so one code cannot be accepted twice by concurrent requests.
+        """Check a code from the user's app and record its time step in the
+        caller's transaction (the caller commits). The step is written only
+        over an older one, so of concurrent requests with one code only the
+        first to write is accepted.
 
         :raises totp.InvalidCodeError: (or a subclass) when the code is refused.
         """
-        credential = session.scalar(
-            select(TotpCredential).where(TotpCredential.user_id == user_id).with_for_update()
-        )
-        if credential is None:
-            session.rollback()
-            raise totp.InvalidCodeError("no authenticator app enrolled")
-        try:
-            step = totp.verify(
-                self.box.decrypt(credential.secret_encrypted), code, credential.last_used_step
+        row = session.execute(
+            select(TotpCredential.secret_encrypted, TotpCredential.last_used_step).where(
+                TotpCredential.user_id == user_id
             )
-        except Exception:
-            session.rollback()
-            raise
-        credential.last_used_step = step
-        session.commit()
+        ).first()
+        if row is None:
+            raise totp.InvalidCodeError("no authenticator app enrolled")
+        step = totp.verify(self.box.decrypt(row.secret_encrypted), code, row.last_used_step)
+        written = session.execute(
+            update(TotpCredential)
+            .where(
+                TotpCredential.user_id == user_id,
+                or_(TotpCredential.last_used_step.is_(None), TotpCredential.last_used_step < step),
+            )
+            .values(last_used_step=step)
+        )
+        if written.rowcount != 1:  # type: ignore[attr-defined]
+            raise totp.CodeReusedError("accepted meanwhile by another request")
 
     def save_recovery_code(self, session: Session, user_id: int, code: str) -> None:
         """Keep (the hash of) a new emergency code; the previous one stops working."""

@@ -130,7 +130,7 @@ class FlowStore:
         remaining = flow.created_at + self.ttl_seconds - clock.now()
         if remaining <= 0:
             raise FlowError("expired")
-        self.store.redis.set(self._key(flow.id), json.dumps(asdict(flow)), ex=remaining)
+        self.store.call("SET", self._key(flow.id), json.dumps(asdict(flow)), "EX", remaining)
 
     def require(self, flow_id: str | None, browser: str | None, *steps: str) -> Flow:
         """The flow ``flow_id`` if it belongs to ``browser`` and is at one of ``steps``."""
@@ -149,4 +149,4 @@ class FlowStore:
         return flow
 
     def finish(self, flow: Flow) -> None:
-        self.store.redis.delete(self._key(flow.id))
+        self.store.call("DEL", self._key(flow.id))

@@ -55,7 +55,7 @@ class Lockout:
 
     def check(self, account: str) -> None:
         """:raises AccountLockedError: while the account is locked."""
-        until = self.store.redis.get(self._key("until", account))
+        until = self.store.call("GET", self._key("until", account))
         if until is not None and float(until) > clock.now():
             raise AccountLockedError(math.ceil(float(until) - clock.now()))
 
@@ -67,10 +67,9 @@ class Lockout:
         """
         self.check(account)
         key = self._key(kind, account)
-        pipe = self.store.redis.pipeline()
-        pipe.set(key, 0, ex=self.window_seconds, nx=True)
-        pipe.incr(key)
-        _, attempts = pipe.execute()
+        _, attempts = self.store.transaction(
+            ("SET", key, 0, "EX", self.window_seconds, "NX"), ("INCR", key)
+        )
         if attempts > self.max_failures:
             raise AccountLockedError(self.base_lock_seconds)
 
@@ -99,7 +98,7 @@ class Lockout:
     def succeeded(self, account: str, kind: str) -> None:
         """The attempt was right: its kind's count starts again (the lock
         history stays)."""
-        self.store.redis.delete(self._key(kind, account))
+        self.store.call("DEL", self._key(kind, account))
 
     def lift(self, account: str) -> None:
         """End a lock and every count: the owner proved who they are another way."""

@@ -105,7 +105,7 @@ class Passkeys:
     def _new_challenge(self, scope: str, require_uv: bool) -> bytes:
         challenge = secrets.token_bytes(32)
         record = json.dumps({"c": bytes_to_base64url(challenge), "uv": require_uv})
-        self.store.redis.set(self._challenge_key(scope), record, ex=CHALLENGE_SECONDS)
+        self.store.call("SET", self._challenge_key(scope), record, "EX", CHALLENGE_SECONDS)
         return challenge
 
     def _take_challenge(self, scope: str) -> tuple[bytes, bool]:

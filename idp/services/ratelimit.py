@@ -41,13 +41,11 @@ class RateLimiter:
         :raises TooManyAttemptsError: this hit is number ``limit + 1`` or later.
         """
         name = self._key(bucket, key)
-        pipe = self.store.redis.pipeline()
         # SET NX EX starts the window on the first hit; INCR keeps the expiry.
         # Both run in one MULTI, so no counter is ever left without an expiry.
-        pipe.set(name, 0, ex=window_seconds, nx=True)
-        pipe.incr(name)
-        pipe.ttl(name)
-        _, count, ttl = pipe.execute()
+        _, count, ttl = self.store.transaction(
+            ("SET", name, 0, "EX", window_seconds, "NX"), ("INCR", name), ("TTL", name)
+        )
         if count > limit:
             raise TooManyAttemptsError(max(ttl, 1))
 
@@ -57,10 +55,7 @@ class RateLimiter:
         :raises TooManyAttemptsError: ``limit`` hits were counted already.
         """
         name = self._key(bucket, key)
-        pipe = self.store.redis.pipeline()
-        pipe.get(name)
-        pipe.ttl(name)
-        count, ttl = pipe.execute()
+        count, ttl = self.store.transaction(("GET", name), ("TTL", name))
         if count is not None and int(count) >= limit:
             raise TooManyAttemptsError(max(ttl, 1))
 

@@ -54,24 +54,32 @@ class SessionStore:
         return min(self.idle_seconds, session.created_at + self.absolute_seconds - now)
 
     def _write(self, session: SsoSession, now: int, *, create: bool = False) -> bool:
-        """Store the session. An update only rewrites a session that still
-        exists (``XX``), so a request that read it before a revocation cannot
-        bring it back; returns whether it was written."""
+        """Store the session with its ``sid`` and its place in the user's
+        index, in one transaction. An update only rewrites a session that
+        still exists (``XX``, its ``sid`` likewise; a revocation removes both
+        at once), so a request that read it before a revocation cannot bring
+        it back; returns whether it was written."""
         ttl = self._ttl(session, now)
         if ttl <= 0:
             return False
-        r = self.store.redis
         payload = json.dumps(asdict(session))
         sess_key = self.store.key("sess", session.key)
-        if not r.set(sess_key, payload, ex=ttl, nx=create, xx=not create):
-            return False
-        pipe = r.pipeline()
-        pipe.set(self.store.key("sid", session.id), session.key, ex=ttl)
+        sid_key = self.store.key("sid", session.id)
         user_index = self.store.key("usess", str(session.user_id))
-        pipe.sadd(user_index, session.key)
-        pipe.expire(user_index, self.absolute_seconds)
-        pipe.execute()
-        return True
+        if create:
+            written, *_ = self.store.transaction(
+                ("SET", sess_key, payload, "EX", ttl, "NX"),
+                ("SET", sid_key, session.key, "EX", ttl),
+                ("SADD", user_index, session.key),
+                ("EXPIRE", user_index, self.absolute_seconds),
+            )
+        else:
+            written, *_ = self.store.transaction(
+                ("SET", sess_key, payload, "EX", ttl, "XX"),
+                ("SET", sid_key, session.key, "EX", ttl, "XX"),
+                ("EXPIRE", user_index, self.absolute_seconds),
+            )
+        return written is not None
 
     def create(
         self,
@@ -148,10 +156,10 @@ class SessionStore:
         return [SsoSession(**json.loads(raw)) for raw in self.store.redis.mget(names) if raw]
 
     def revoke(self, session: SsoSession) -> None:
-        pipe = self.store.redis.pipeline()
-        pipe.delete(self.store.key("sess", session.key), self.store.key("sid", session.id))
-        pipe.srem(self.store.key("usess", str(session.user_id)), session.key)
-        pipe.execute()
+        self.store.transaction(
+            ("DEL", self.store.key("sess", session.key), self.store.key("sid", session.id)),
+            ("SREM", self.store.key("usess", str(session.user_id)), session.key),
+        )
 
     def revoke_user(self, user_id: int) -> list[SsoSession]:
         """End every session of one user."""

@@ -314,13 +314,24 @@ def password_stamp(user: User) -> str:
 
 
 def complete(flow: Flow, user: User, amr: list[str]) -> Response:
-    """The login is done: a fresh SSO session (a new cookie, so a planted one is
-    useless), then on to the client or the page that asked for the login."""
+    """The login is done: recorded (committed with what the last factor's
+    check wrote, a TOTP code's time step say), then a fresh SSO session (a new
+    cookie, so a planted one is useless), then on to the client or the page
+    that asked for the login."""
     svc = services()
     if flow.password_stamp and flow.password_stamp != password_stamp(user):
         # The password changed (a reset) after this flow checked it.
+        get_session().commit()  # the factor is used all the same
         svc.flows.finish(flow)
         return make_response(restart_page())
+    svc.audit.record(
+        get_session(),
+        "login.succeeded",
+        origin(),
+        subject_id=user.id,
+        client_id=flow.client_id,
+        amr=amr,
+    )
     previous = current_sso()
     if previous is not None:
         svc.sessions.revoke(previous)
@@ -335,14 +346,6 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
     )
     g.sso = sso
     flow.amr = amr
-    svc.audit.record(
-        get_session(),
-        "login.succeeded",
-        origin(),
-        subject_id=user.id,
-        client_id=flow.client_id,
-        amr=amr,
-    )
     if flow.params:
         response = make_response(continue_flow(flow))
     else:

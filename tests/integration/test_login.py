@@ -232,6 +232,35 @@ class TestAuthenticatorApp:
         assert replay.status_code == HTTPStatus.BAD_REQUEST
         assert "Denne kode er allerede brugt" in text(replay)
 
+    def test_a_totp_code_accepted_meanwhile_by_another_request_is_refused(
+        self, app, client, rp, user, factory, monkeypatch
+    ):
+        """Two requests with one code at once: the one that checked the code
+        first but writes its time step second loses."""
+        from sqlalchemy import update
+
+        from idp.models import TotpCredential
+        from idp.services import totp
+
+        enrolment = factory.enrol(user)
+        check = totp.verify
+
+        def check_then_other_request_wins(*args):  # type: ignore[no-untyped-def]
+            step = check(*args)
+            with app.extensions["idp.engine"].begin() as connection:
+                connection.execute(
+                    update(TotpCredential)
+                    .where(TotpCredential.user_id == user.id)
+                    .values(last_used_step=step)
+                )
+            return step
+
+        monkeypatch.setattr(totp, "verify", check_then_other_request_wins)
+        page = follow(client, password_step(client))
+        answer = form_post(client, page, {"code": enrolment.totp_code()})
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        assert "Denne kode er allerede brugt" in text(answer)
+
     def test_wrong_code_is_refused(self, client, rp, user, factory):
         factory.enrol(user)
         page = follow(client, password_step(client))
