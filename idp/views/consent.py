@@ -10,6 +10,7 @@ from flask import Blueprint
 from flask import g
 from flask import render_template
 from flask import request
+from flask_babel import gettext as _
 
 from idp.context import services
 from idp.db import get_session
@@ -25,6 +26,18 @@ from idp.web import current_sso
 __all__ = ["bp"]
 
 bp = Blueprint("consent", __name__)
+
+
+def _scope_descriptions() -> dict[str, str]:
+    return {
+        "openid": _("Know who you are"),
+        "profile": _("Your name and language"),
+        "email": _("Your e-mail address"),
+        "phone": _("Your phone number"),
+        "address": _("Your address"),
+        "organization": _("Your organisation and job title"),
+        "offline_access": _("Stay connected when you are not using it"),
+    }
 
 
 @bp.route("/consent", methods=["GET", "POST"])
@@ -45,7 +58,13 @@ def show() -> Any:
     # The validated scope: what the client may have, widened by requested claims.
     scopes = scope_to_list(grant.request.scope) or []
     if request.method == "GET":
-        return render_template("consent/consent.html", client=client, scopes=scopes, flow=flow)
+        return render_template(
+            "consent/consent.html",
+            client=client,
+            scopes=scopes,
+            flow=flow,
+            scope_descriptions=_scope_descriptions(),
+        )
 
     if request.form.get("decision") != "allow":
         return deny_flow(flow)

@@ -93,17 +93,21 @@ def _user(flow: Flow) -> User:
     return user
 
 
-def at_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def at_step(
+    step: str, *, user_on_get: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the view with the login flow at ``step`` and its user (the flow
     checked for kind and browser, the user for being there and active);
-    anything else gets the start-again page."""
+    anything else gets the start-again page. Without ``user_on_get`` a page
+    that needs nothing of the account is shown without reading it (``None``);
+    its form's answer reads and checks it."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             try:
                 flow = _load(step)
-                user = _user(flow)
+                user = _user(flow) if user_on_get or request.method != "GET" else None
             except FlowError:
                 return restart_page()
             return view(flow, user, *args, **kwargs)
@@ -381,10 +385,10 @@ def _code_failed(flow: Flow, user: User, method: str) -> str | None:
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
-@at_step(Step.SECOND_FACTOR)
-def authenticator(flow: Flow, user: User) -> Any:
+@at_step(Step.SECOND_FACTOR, user_on_get=False)
+def authenticator(flow: Flow, user: User | None) -> Any:
     """ "Find koden i din Authenticator app"."""
-    if request.method == "GET":
+    if user is None:  # the page
         return _render("totp", flow)
     try:
         services().lockout.attempt(user.email, lockout.SECOND_FACTOR)

@@ -9,15 +9,18 @@ import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import event
 
 from idp.services import tokens as tokens_module
+from tests.factories import PASSWORD
 from tests.factories import REDIRECT_URI
 from tests.factories import Pkce
 from tests.flows import authorize
 from tests.flows import authorize_params
+from tests.flows import csrf_token
 from tests.flows import exchange
 from tests.flows import login_for_code
 from tests.flows import query
@@ -183,3 +186,57 @@ def test_code_exchange_and_refresh_stay_small(client, setup):
     else:
         assert work.sql == ["SELECT", "UPDATE", "INSERT"]
     assert work.redis == []
+
+
+def test_a_password_and_totp_login_stays_small(app, factory, setup):
+    """Each screen of a complete login, counted: the flow, the limits and the
+    lockout in Redis, the account and its factors in SQL."""
+    work, _, _ = setup
+    user = factory.user("alex@example.com")
+    enrolment = factory.enrol(user, emergency=False)
+    browser = app.test_client()
+    counted: dict[str, tuple[list[str], list[str]]] = {}
+
+    def step(name: str, method: str, url: str, **form: str):  # type: ignore[no-untyped-def]
+        with work.counting():
+            response = browser.open(url, method=method, data=form or None)
+        counted[name] = (list(work.sql), list(work.redis))
+        return response
+
+    location = step(
+        "authorize", "GET", "/authorize?" + urlencode(authorize_params("portal", Pkce.new()))
+    ).location
+    page = step("e-mail page", "GET", location)
+    location = step(
+        "e-mail", "POST", location, email=user.email, csrf_token=csrf_token(page)
+    ).location
+    page = step("password page", "GET", location)
+    location = step(
+        "password", "POST", location, password=PASSWORD, csrf_token=csrf_token(page)
+    ).location
+    page = step("code page", "GET", location)
+    answer = step("code", "POST", location, code=enrolment.totp_code(), csrf_token=csrf_token(page))
+    assert answer.location.startswith(REDIRECT_URI)
+    assert counted == {
+        # The limit per IP address, the new flow.
+        "authorize": ([], ["MULTI", "SET"]),
+        # The flow; a passkey challenge for the browser's autofill.
+        "e-mail page": ([], ["GET", "SET"]),
+        "e-mail": ([], ["GET", "SET"]),
+        "password page": ([], ["GET"]),
+        # The limit per IP address, the lock, the attempt counted, the count
+        # cleared, the flow; the account and its factors.
+        "password": (
+            ["SELECT", "SELECT"],
+            ["GET", "MULTI", "GET", "MULTI", "DEL", "SET"],
+        ),
+        # The flow (the account is read when the code comes).
+        "code page": ([], ["GET"]),
+        # The lock, the attempt counted, the count cleared, the session and
+        # the client it reached, the flow ended, the code; the account, the
+        # app's secret, its time step written and the audit row, committed once.
+        "code": (
+            ["SELECT", "SELECT", "UPDATE", "INSERT"],
+            ["GET", "GET", "MULTI", "DEL", "MULTI", "DEL", "MULTI", "SET"],
+        ),
+    }

@@ -261,6 +261,23 @@ class TestAuthenticatorApp:
         assert answer.status_code == HTTPStatus.BAD_REQUEST
         assert "Denne kode er allerede brugt" in text(answer)
 
+    def test_an_account_disabled_after_its_password_gets_no_session(
+        self, app, client, rp, user, factory
+    ):
+        from idp.db import get_session
+        from idp.models import User
+
+        enrolment = factory.enrol(user)
+        page = follow(client, password_step(client))
+        assert "Find koden i din Authenticator app." in text(page)
+        with app.app_context():
+            get_session().get(User, user.id).is_active = False
+            get_session().commit()
+        answer = form_post(client, page, {"code": enrolment.totp_code()})
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        assert "Start venligst forfra" in text(answer)
+        assert "idp_session" not in answer.headers.get("Set-Cookie", "")
+
     def test_wrong_code_is_refused(self, client, rp, user, factory):
         factory.enrol(user)
         page = follow(client, password_step(client))

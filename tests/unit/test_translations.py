@@ -37,3 +37,31 @@ def test_compiled_catalogue_matches_the_po_file():
         if m.id
     }
     assert po == mo
+
+
+def test_pages_translate_once_per_page_with_jinja_rules(app):  # type: ignore[no-untyped-def]
+    """A page's ``_()``: the request's language, escaped as the template is,
+    ``%(name)s`` filled in; an e-mail rendered meanwhile in another language
+    gets that language's strings."""
+    from types import SimpleNamespace
+
+    from flask import render_template_string
+
+    from idp.notify import render_email
+
+    template = "{{ _('Welcome to %(client)s – activate your account', client=name) }}"
+    with app.test_request_context("/", headers={"Accept-Language": "da"}):
+        page = render_template_string(template, name="<b>Portal</b>")
+        subject, text, _html = render_email(
+            "invitation",
+            "en",
+            client_name="Portal",
+            link="x",
+            hours=72,
+            user=SimpleNamespace(given_name="Ann"),
+        )
+        again = render_template_string(template, name="Portal")
+    assert page == "Velkommen til &lt;b&gt;Portal&lt;/b&gt; – aktiver din konto"
+    assert subject == "Welcome to Portal – activate your account"
+    assert "Hello Ann," in text
+    assert again == "Velkommen til Portal – aktiver din konto"
