@@ -10,23 +10,22 @@ BENCH_DATABASE (postgresql://postgres@127.0.0.1:5432/idp_bench; dropped and
 created again), BENCH_REDIS (redis://127.0.0.1:6379/14; flushed),
 BENCH_USERS (extra accounts in the user table, 0), BENCH_SCALE (users and sessions of
 the scale phase, 1,000,000; 0 skips it), BENCH_ONLY (run only the endpoints whose names
-contain one of these comma-separated words), BENCH_BROWSERS (browsers logging in at once, 8).
+contain one of these comma-separated words), BENCH_BROWSERS (browsers logging in at once, 8: wrk threads of one connection).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -238,126 +237,64 @@ def basic(client_id: str, secret: str) -> str:
 
 
 # -- complete logins ------------------------------------------------------------------------
-FORM = re.compile(r'<form method="post" action="([^"]+)"')
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+LOGINS = re.compile(r"LOGINS (\d+) FAILED (\d+) SECONDS ([\d.]+) P50 ([\d.]+) P99 ([\d.]+)")
 
 
-class Browser:
-    """A minimal browser over one keep-alive connection: cookies by name, no
-    redirects followed. (The driver shares the machine with the servers, so it
-    is kept lean: the standard library's client costs a fraction of a full
-    HTTP library's CPU per request, measured.)"""
-
-    def __init__(self, address: str) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-        self.address = address
-        self.cookies: dict[str, str] = {}
-
-    def send(
-        self, method: str, target: str, form: dict[str, str] | None = None
-    ) -> tuple[int, str, str]:
-        """(status, Location, body) of one request to the IdP."""
-        headers = {"X-Forwarded-For": self.address}
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
-        if form is not None:
-            body = urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        path = target.removeprefix(ISSUER)
-        self.connection.request(method, path, body=body, headers=headers)
-        response = self.connection.getresponse()
-        text = response.read().decode()
-        for cookie in response.headers.get_all("Set-Cookie") or []:
-            name, _, rest = cookie.partition("=")
-            value = rest.split(";", 1)[0]
-            if value and "Max-Age=0" not in cookie:
-                self.cookies[name] = value
-            else:
-                self.cookies.pop(name, None)
-        return response.status, response.headers.get("Location", ""), text
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-def one_login(email: str, address: str) -> bool:
-    """authorize → e-mail → password → TOTP → code, as a browser does."""
+def logins(emails: list[str], seconds: int, browsers: int = BROWSERS) -> dict[str, float]:
+    """Complete logins per second by ``browsers`` browsers at once (wrk with
+    bench/wrk/login.lua, a thread and a connection each), every account used
+    once; p50 and p99 of a whole login (seven requests)."""
     from bench.seed import PASSWORD
     from bench.seed import REDIRECT_URI
     from bench.seed import TOTP_SECRET
 
-    params = {
-        "response_type": "code",
-        "client_id": "bench-rs",
-        "redirect_uri": REDIRECT_URI,
-        "scope": "openid",
-        "state": "s",
-        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        "code_challenge_method": "S256",
-    }
-    browser = Browser(address)
-    try:
-        _, location, _ = browser.send("GET", "/authorize?" + urlencode(params))
-        _, _, page = browser.send("GET", location)
-
-        def post(page: str, data: dict[str, str]) -> tuple[int, str, str]:
-            action = html.unescape(FORM.search(page).group(1))  # type: ignore[union-attr]
-            token = CSRF.search(page).group(1)  # type: ignore[union-attr]
-            return browser.send("POST", action, {**data, "csrf_token": token})
-
-        _, location, _ = post(page, {"email": email})
-        _, _, page = browser.send("GET", location)
-        _, location, _ = post(page, {"password": PASSWORD})
-        _, _, page = browser.send("GET", location)
-        status, location, _ = post(page, {"code": pyotp.TOTP(TOTP_SECRET).now()})
-        return status == 302 and location.startswith(REDIRECT_URI)
-    finally:
-        browser.close()
-
-
-def logins(emails: list[str], seconds: int, threads: int = 8) -> dict[str, float]:
-    """Complete logins per second with ``threads`` browsers in parallel, each
-    account used once (a TOTP code works once per account)."""
-    pending = list(emails)
-    lock = threading.Lock()
-    done: list[float] = []
-    failed = [0]
-    deadline = time.monotonic() + seconds
-
-    def browser_loop(number: int) -> None:
-        while time.monotonic() < deadline:
-            with lock:
-                if not pending:
-                    return
-                email = pending.pop()
-            started = time.monotonic()
-            address = f"10.{number}.{len(pending) // 250 % 250}.{len(pending) % 250 + 1}"
-            ok = one_login(email, address)
-            with lock:
-                if ok:
-                    done.append((time.monotonic() - started) * 1000)
-                else:
-                    failed[0] += 1
-
-    started, cpu_started = time.monotonic(), time.process_time()
-    workers = [threading.Thread(target=browser_loop, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    elapsed = time.monotonic() - started
-    driver_cpu = time.process_time() - cpu_started
-    print(
-        f"  login driver: {driver_cpu * 1000 / max(len(done), 1):.1f} ms CPU per login", flush=True
-    )
-    done.sort()
+    with tempfile.TemporaryDirectory(prefix="idp-bench-logins-") as directory:
+        accounts, codes = Path(directory) / "accounts", Path(directory) / "codes"
+        accounts.write_text("\n".join(emails) + "\n")
+        totp, now = pyotp.TOTP(TOTP_SECRET), int(time.time()) // 30
+        codes.write_text(
+            "".join(
+                f"{step} {totp.at(step * 30)}\n" for step in range(now - 1, now + seconds // 30 + 3)
+            )
+        )
+        params = {
+            "response_type": "code",
+            "client_id": "bench-rs",
+            "redirect_uri": REDIRECT_URI,
+            "scope": "openid",
+            "state": "s",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+        command = [
+            "wrk", f"-t{browsers}", f"-c{browsers}", f"-d{seconds}s",
+            "-s", str(HERE / "wrk" / "login.lua"), ISSUER,
+        ]  # fmt: skip
+        env = {
+            **os.environ,
+            "WRK_THREADS": str(browsers),
+            "WRK_ACCOUNTS": str(accounts),
+            "WRK_CODES": str(codes),
+            "WRK_AUTHORIZE": "/authorize?" + urlencode(params),
+            "WRK_PASSWORD": PASSWORD,
+            "WRK_REDIRECT": REDIRECT_URI,
+        }
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    output = run.stdout
+    found = LOGINS.search(output)
+    if run.returncode or found is None:
+        raise RuntimeError(f"wrk's logins failed:\n{output}{run.stderr}")
+    done, failed = int(found.group(1)), int(found.group(2))
+    cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
+    print(f"  login driver (wrk): {cpu * 1000 / max(done, 1):.2f} ms CPU per login", flush=True)
     return {
-        "rps": len(done) / elapsed,
-        "p50": done[len(done) // 2] if done else 0.0,
-        "p99": done[int(len(done) * 0.99)] if done else 0.0,
-        "errors": float(failed[0]),
-        "socket_errors": 0.0,
+        "rps": done / float(found.group(3)),
+        "p50": float(found.group(4)),
+        "p99": float(found.group(5)),
+        "errors": float(failed),
+        "socket_errors": 1.0 if "Socket errors" in output else 0.0,
     }
 
 
@@ -378,9 +315,17 @@ def main() -> None:
 
     tokens_needed = 2000 * SECONDS
     login_seconds = max(SECONDS, 10)
+    # Accounts for the logins (each logs in once): the warm-up's, then room
+    # for 150 logins a second.
+    warm_up_logins = 200
     print(f"seeding: {4 * tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
     app = create_app()
-    seeded = seed(app, refresh_tokens=4 * tokens_needed, login_users=3000, extra_users=EXTRA_USERS)
+    seeded = seed(
+        app,
+        refresh_tokens=4 * tokens_needed,
+        login_users=warm_up_logins + 150 * login_seconds,
+        extra_users=EXTRA_USERS,
+    )
     all_tokens = Path(keys_dir) / "refresh-tokens.txt"
     all_tokens.write_text("\n".join(seeded.refresh_tokens) + "\n")
     # Pools of single-use tokens: the warm-up's, the table's run, the side-by-side runs.
@@ -425,7 +370,7 @@ def main() -> None:
         ("userinfo", lambda: wrk("/userinfo", WRK_HEADERS=f"Authorization: Bearer {fresh()}")),
         ("authorize with SSO session", lambda: wrk("/authorize?" + authorize_query, WRK_HEADERS=f"Cookie: {cookie}")),
         (CODE_FLOW, lambda: wrk("/authorize", **code_flow("/authorize?" + authorize_query, "/token", cookie, rs))),
-        ("login: password + TOTP (logins/s)", lambda: logins(seeded.login_emails, login_seconds, BROWSERS)),
+        ("login: password + TOTP (logins/s)", lambda: logins(seeded.login_emails[warm_up_logins:], login_seconds)),
     ]  # fmt: skip
     results: list[tuple[str, dict[str, float]]] = []
     try:
@@ -441,6 +386,7 @@ def main() -> None:
             ("/authorize?" + authorize_query, {"WRK_HEADERS": f"Cookie: {cookie}"}),
         ]:  # fmt: skip
             wrk(path, seconds=2, **env)
+        logins(seeded.login_emails[:warm_up_logins], seconds=2)
         for name, run in cases:
             if not selected(name):
                 continue
