@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,9 @@ from idp.models import User
 from idp.services.passwords import Passwords
 
 __all__ = ["AccountError", "Accounts", "UserProfile", "normalize_email"]
+
+#: The password step's query, built once.
+_BY_EMAIL = select(User).where(User.email == bindparam("email"))
 
 
 class AccountError(ValueError):
@@ -99,7 +103,7 @@ class Accounts:
         tells whether the account exists. A hash made with older parameters is
         upgraded on success.
         """
-        user = session.scalar(select(User).where(User.email == normalize_email(email)))
+        user = session.scalar(_BY_EMAIL, {"email": normalize_email(email)})
         stored = user.password_hash if user is not None else None
         if not self.passwords.verify(stored, password) or user is None or not user.is_active:
             return None

@@ -17,6 +17,10 @@ from idp.models import AuditEvent
 
 __all__ = ["Audit", "Origin"]
 
+#: Built once: a statement made per call cost about 0.1 ms of its building
+#: and cache key, at every login.
+_INSERT = insert(AuditEvent)
+
 
 @dataclass(frozen=True)
 class Origin:
@@ -42,15 +46,16 @@ class Audit:
         """Write one event, committed at once (so it survives a later error)
         unless ``commit`` is false: then it goes with the caller's commit."""
         session.execute(
-            insert(AuditEvent).values(
-                event=event,
-                subject_id=subject_id,
-                actor_id=actor_id,
-                client_id=client_id or None,
-                ip=origin.ip,
-                user_agent=(origin.user_agent or "")[:300] or None,
-                details=details or None,
-            )
+            _INSERT,
+            {
+                "event": event,
+                "subject_id": subject_id,
+                "actor_id": actor_id,
+                "client_id": client_id or None,
+                "ip": origin.ip,
+                "user_agent": (origin.user_agent or "")[:300] or None,
+                "details": details or None,
+            },
         )
         if commit:
             session.commit()

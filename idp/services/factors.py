@@ -4,6 +4,7 @@ hashed (emergency code); WebAuthn keys are public keys."""
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import or_
@@ -21,6 +22,31 @@ from idp.services.crypto import SecretBox
 
 __all__ = ["Factors", "Method"]
 
+# The statements of every login, built once (building one costs more than
+# sending it): which factors a user has, the app's secret, its step written.
+_USER = bindparam("user")
+_ENROLLED = select(
+    exists().where(WebAuthnCredential.user_id == _USER),
+    exists().where(TotpCredential.user_id == _USER),
+    exists().where(RecoveryCode.user_id == _USER),
+)
+_TOTP = select(TotpCredential.secret_encrypted, TotpCredential.last_used_step).where(
+    TotpCredential.user_id == _USER
+)
+_TOTP_STEP = (
+    update(TotpCredential)
+    .where(
+        TotpCredential.user_id == _USER,
+        or_(
+            TotpCredential.last_used_step.is_(None),
+            TotpCredential.last_used_step < bindparam("step"),
+        ),
+    )
+    .values(last_used_step=bindparam("new_step"))
+    # No credential is loaded in the session: nothing there to bring up to date.
+    .execution_options(synchronize_session=False)
+)
+
 
 class Method:
     """Second-factor methods, as listed under "Prøv en anden måde"."""
@@ -37,13 +63,8 @@ class Factors:
 
     def methods(self, session: Session, user: User) -> list[str]:
         """The methods ``user`` has enrolled, in order of preference."""
-        webauthn, app, recovery_code = session.execute(
-            select(
-                exists().where(WebAuthnCredential.user_id == user.id),
-                exists().where(TotpCredential.user_id == user.id),
-                exists().where(RecoveryCode.user_id == user.id),
-            )
-        ).one()  # one round trip, as the password step runs it at every login
+        # One round trip, as the password step runs it at every login.
+        webauthn, app, recovery_code = session.execute(_ENROLLED, {"user": user.id}).one()
         found = []
         if webauthn:
             found.append(Method.WEBAUTHN)
@@ -78,22 +99,11 @@ class Factors:
 
         :raises totp.InvalidCodeError: (or a subclass) when the code is refused.
         """
-        row = session.execute(
-            select(TotpCredential.secret_encrypted, TotpCredential.last_used_step).where(
-                TotpCredential.user_id == user_id
-            )
-        ).first()
+        row = session.execute(_TOTP, {"user": user_id}).first()
         if row is None:
             raise totp.InvalidCodeError("no authenticator app enrolled")
         step = totp.verify(self.box.decrypt(row.secret_encrypted), code, row.last_used_step)
-        written = session.execute(
-            update(TotpCredential)
-            .where(
-                TotpCredential.user_id == user_id,
-                or_(TotpCredential.last_used_step.is_(None), TotpCredential.last_used_step < step),
-            )
-            .values(last_used_step=step)
-        )
+        written = session.execute(_TOTP_STEP, {"user": user_id, "step": step, "new_step": step})
         if written.rowcount != 1:  # type: ignore[attr-defined]
             raise totp.CodeReusedError("accepted meanwhile by another request")
 
