@@ -243,7 +243,8 @@ LOGINS = re.compile(r"LOGINS (\d+) FAILED (\d+) SECONDS ([\d.]+) P50 ([\d.]+) P9
 def logins(emails: list[str], seconds: int, browsers: int = BROWSERS) -> dict[str, float]:
     """Complete logins per second by ``browsers`` browsers at once (wrk with
     bench/wrk/login.lua, a thread and a connection each), every account used
-    once; p50 and p99 of a whole login (seven requests)."""
+    once; p50 and p99 of a whole login (four requests: authorize, e-mail,
+    password, code)."""
     from bench.seed import PASSWORD
     from bench.seed import REDIRECT_URI
     from bench.seed import TOTP_SECRET

@@ -74,28 +74,40 @@ def authorize(browser: FlaskClient, params: dict[str, str]) -> TestResponse:
     return browser.get("/authorize?" + urlencode(params))
 
 
-def submit_email(browser: FlaskClient, login_location: str, email: str, **form: str) -> str:
-    """The first login screen: type the e-mail address; returns the password screen's URL."""
-    page = browser.get(login_location)
+def screen(browser: FlaskClient, where: TestResponse | str) -> TestResponse:
+    """A login screen: ``where`` itself (an answer with the screen, as
+    /authorize and each login form give) or its URL, opened."""
+    page = browser.get(where) if isinstance(where, str) else where
     assert page.status_code == 200, page.get_data(as_text=True)
-    response = browser.post(
-        login_location, data={"email": email, "csrf_token": csrf_token(page), **form}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return response.location
+    return page
 
 
-def submit_password(browser: FlaskClient, location: str, password: str = PASSWORD) -> TestResponse:
-    page = browser.get(location)
-    assert page.status_code == 200, page.get_data(as_text=True)
-    return browser.post(location, data={"password": password, "csrf_token": csrf_token(page)})
+def submit_email(
+    browser: FlaskClient, where: TestResponse | str, email: str, **form: str
+) -> TestResponse:
+    """The first login screen: type the e-mail address; returns the answer
+    (the password screen)."""
+    response = form_post(browser, screen(browser, where), {"email": email, **form})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response
+
+
+def submit_password(
+    browser: FlaskClient, where: TestResponse | str, password: str = PASSWORD
+) -> TestResponse:
+    return form_post(browser, screen(browser, where), {"password": password})
 
 
 def submit_login(
-    browser: FlaskClient, login_location: str, email: str, password: str = PASSWORD
+    browser: FlaskClient, where: TestResponse | str, email: str, password: str = PASSWORD
 ) -> TestResponse:
-    """Both login screens: the e-mail address, then the password."""
-    return submit_password(browser, submit_email(browser, login_location, email), password)
+    """Both login screens from the e-mail screen: the address, then the password."""
+    return submit_password(browser, submit_email(browser, where, email), password)
+
+
+def is_login_screen(response: TestResponse) -> bool:
+    """The e-mail screen (an authorization request that needs a login)."""
+    return response.status_code == 200 and 'name="email"' in response.get_data(as_text=True)
 
 
 def login_for_code(
@@ -103,8 +115,8 @@ def login_for_code(
 ) -> dict[str, str]:
     """Authorize, log in, and return the parameters of the redirect to the client."""
     response = authorize(browser, authorize_params(client_id, pkce, **extra))
-    if response.status_code == 302 and response.location.startswith("/login"):
-        response = submit_login(browser, response.location, email)
+    if is_login_screen(response):
+        response = submit_login(browser, response, email)
     assert response.status_code == 302, response.get_data(as_text=True)
     assert response.location.startswith(REDIRECT_URI), response.location
     return query(response.location)
@@ -128,12 +140,16 @@ def exchange(
     return browser.post("/token", data=data, auth=(client_id, secret))
 
 
-def form_post(browser: FlaskClient, page: TestResponse, data: dict[str, str]) -> TestResponse:
-    """Submit the first form of ``page`` (a plain ``<form method="post">``) with ``data``."""
+def form_action(page: TestResponse) -> str:
+    """Where the first form of ``page`` (a plain ``<form method="post">``) goes."""
     found = re.search(r'<form method="post" action="([^"]+)"', page.get_data(as_text=True))
     assert found, page.get_data(as_text=True)
-    action = html.unescape(found.group(1))
-    return browser.post(action, data={"csrf_token": csrf_token(page), **data})
+    return html.unescape(found.group(1))
+
+
+def form_post(browser: FlaskClient, page: TestResponse, data: dict[str, str]) -> TestResponse:
+    """Submit the first form of ``page`` with ``data``."""
+    return browser.post(form_action(page), data={"csrf_token": csrf_token(page), **data})
 
 
 def follow(browser: FlaskClient, response: TestResponse) -> TestResponse:

@@ -1,6 +1,8 @@
--- Complete password + TOTP logins, as a browser makes them: authorize → e-mail
--- page → e-mail → password page → password → code page → code, whose answer
--- sends the browser back to the client (WRK_REDIRECT) with a code.
+-- Complete password + TOTP logins, as a browser makes them: the authorization
+-- request (answered with the e-mail screen) → the e-mail (the password screen)
+-- → the password (the code screen) → the code, whose answer sends the browser
+-- back to the client (WRK_REDIRECT) with a code. A redirect on the way is
+-- followed; each screen's form is answered by the field it asks for.
 --
 -- One connection per thread (wrk -tN -cN), so a thread's requests are one
 -- browser's, in order. Each login takes the next account of the thread's
@@ -34,6 +36,8 @@ local authorize = os.getenv("WRK_AUTHORIZE")
 local password = encode(os.getenv("WRK_PASSWORD"))
 local back_to_client = os.getenv("WRK_REDIRECT")
 local account, address, cookies, step, started, method, target, body
+-- A login that has not reached the client after this many requests failed.
+local MAX_REQUESTS = 12
 
 -- Per thread, read by done(): completed and failed logins, each login's milliseconds.
 logins, failures, durations = 0, 0, {}
@@ -42,7 +46,7 @@ local function start_login()
   account = accounts[next_account]
   next_account = next_account + 1
   address = string.format("10.%d.%d.%d", id + 1, math.floor(next_account / 250) % 250, next_account % 250 + 1)
-  cookies, step, started = {}, 1, now_ms()
+  cookies, step, started = {}, 0, now_ms()
   method, target, body = "GET", authorize, nil
 end
 
@@ -62,7 +66,8 @@ end
 
 function request()
   if account == nil then
-    error("login.lua: thread " .. id .. " has used all its accounts")
+    error(string.format("login.lua: thread %d has used all its accounts (%d logins, %d failed)",
+      id, logins, failures))
   end
   local headers = { ["X-Forwarded-For"] = address }
   local jar = {}
@@ -91,28 +96,29 @@ function response(status, headers, page)
     local name, value = set:match("^([^=]+)=([^;]*)")
     if value == "" or set:find("Max%-Age=0") then cookies[name] = nil else cookies[name] = value end
   end
-  if step == 7 then
-    local location = header["location"] or ""
-    return next_login(status == 302 and location:sub(1, #back_to_client) == back_to_client)
-  end
-  if step % 2 == 1 then -- a redirect to the next screen
-    if status ~= 302 or not header["location"] then return next_login(false) end
-    method, target, body = "GET", header["location"], nil
-  else -- a screen with a form
-    local action = status == 200 and page:match('<form method="post" action="([^"]+)"')
-    local csrf = action and page:match('name="csrf_token" value="([^"]+)"')
-    if not csrf then return next_login(false) end
-    local answer
-    if step == 2 then
-      answer = "email=" .. encode(account)
-    elseif step == 4 then
-      answer = "password=" .. password
-    else
-      answer = "code=" .. codes[math.floor(os.time() / 30)]
-    end
-    method, target, body = "POST", action:gsub("&amp;", "&"), answer .. "&csrf_token=" .. encode(csrf)
-  end
   step = step + 1
+  local location = header["location"]
+  if (status == 302 or status == 303) and location then
+    if location:sub(1, #back_to_client) == back_to_client then return next_login(true) end
+    if step > MAX_REQUESTS then return next_login(false) end
+    method, target, body = "GET", location, nil
+    return
+  end
+  -- A screen with a form: its field says which answer it wants.
+  local action = status == 200 and step <= MAX_REQUESTS and page:match('<form method="post" action="([^"]+)"')
+  local csrf = action and page:match('name="csrf_token" value="([^"]+)"')
+  if not csrf then return next_login(false) end
+  local answer
+  if page:find('name="code"', 1, true) then
+    answer = "code=" .. codes[math.floor(os.time() / 30)]
+  elseif page:find('name="password"', 1, true) then
+    answer = "password=" .. password
+  elseif page:find('name="email"', 1, true) then
+    answer = "email=" .. encode(account)
+  else
+    return next_login(false)
+  end
+  method, target, body = "POST", action:gsub("&amp;", "&"), answer .. "&csrf_token=" .. encode(csrf)
 end
 
 function done(summary, latency, requests)

@@ -325,7 +325,11 @@ def authorize() -> Any:
             flow = start_flow(params, Step.IDENTIFY)
             if flow is None:
                 return too_many_attempts_page(FLOW_WINDOW_SECONDS)
-            return redirect(url_for("login.identify", flow=flow.id))
+            # The e-mail screen itself, not a redirect to it (one request
+            # fewer per login); its form posts to the flow's own URL.
+            from idp.views.login import identify_page
+
+            return identify_page(flow)
 
         if _needs_consent(sso, grant.request.client, grant.request.scope, prompts):
             if "none" in prompts:

@@ -20,6 +20,7 @@ from idp.oidc.views import restart_page
 from idp.oidc.views import validate_authorization
 from idp.services.flows import FlowError
 from idp.services.flows import Step
+from idp.views.login import current_screen
 from idp.web import browser_id
 from idp.web import current_sso
 
@@ -44,8 +45,8 @@ def _scope_descriptions() -> dict[str, str]:
 def show() -> Any:
     try:
         flow = services().flows.require(request.args.get("flow"), browser_id(), Step.CONSENT)
-    except FlowError:
-        return restart_page()
+    except FlowError as error:
+        return current_screen(error)
     g.ui_locales = flow.params.get("ui_locales")
     sso = current_sso()
     if sso is None or sso.user_id != flow.user_id:

@@ -2,7 +2,12 @@
 factor (authenticator app, SMS, emergency code), with "Prøv en anden måde" and
 the forgotten-password reset.
 
-Every step loads the flow at its own step. Failed passwords and codes count
+Every step loads the flow at its own step. The authorization request answers
+with the e-mail screen itself, and each screen's form with the next screen
+(no redirect and second request in between; after an SMS is sent, a redirect,
+so that a reload does not send another). A screen opened or a form sent again
+for a step the flow has passed (a reload, the back button, a change of
+language) gets the flow's current screen. Failed passwords and codes count
 towards a temporary, progressively longer lock of the account (and a limit per
 IP address); unknown e-mail addresses are treated exactly like known ones.
 """
@@ -50,6 +55,7 @@ from idp.services.flows import Flow
 from idp.services.flows import FlowError
 from idp.services.flows import Kind
 from idp.services.flows import Step
+from idp.services.flows import StepError
 from idp.services.lockout import AccountLockedError
 from idp.services.ratelimit import TooManyAttemptsError
 from idp.services.secrets import digest
@@ -59,7 +65,7 @@ from idp.web import password_policy_messages
 from idp.web import set_sso_cookie
 from idp.web import too_many_attempts_page
 
-__all__ = ["bp", "origin"]
+__all__ = ["bp", "current_screen", "identify_page", "origin"]
 
 bp = Blueprint("login", __name__)
 
@@ -78,6 +84,27 @@ def origin() -> Origin:
     return Origin(ip=request.remote_addr, user_agent=request.user_agent.string)
 
 
+#: The screen of each step of a login (the second factor's: its method's),
+#: and of the enrolment a login goes through when the account must have a
+#: second factor and has none.
+SCREENS = {
+    Step.IDENTIFY: "login.identify",
+    Step.LOGIN: "login.password",
+    Step.NEW_RECOVERY: "login.new_emergency_code",
+    Step.CONSENT: "consent.show",
+    Step.TOTP: "activation.authenticator",
+    Step.SMS: "activation.phone",
+    Step.SMS_VERIFY: "activation.phone_code",
+    Step.RECOVERY: "activation.emergency_code",
+    Step.FINISHED: "activation.finished",
+}
+SECOND_FACTOR_SCREENS = {
+    Method.TOTP: "login.authenticator",
+    Method.WEBAUTHN: "login.security_key",
+    Method.SMS: "login.sms_code",
+}
+
+
 def _load(*steps: str) -> Flow:
     flow = services().flows.require(request.args.get("flow"), browser_id(), *steps)
     if flow.kind != Kind.LOGIN:
@@ -93,12 +120,30 @@ def _user(flow: Flow) -> User:
     return user
 
 
+def current_screen(error: FlowError) -> Any:
+    """The answer to a login screen whose flow failed to load: a login of
+    this browser at another step than the screen's gets its current screen
+    (303); anything else (unknown, expired, another browser's, not a login)
+    the start-again page."""
+    flow = error.flow if isinstance(error, StepError) else None
+    if flow is None or flow.kind != Kind.LOGIN:
+        return restart_page()
+    if flow.step == Step.SECOND_FACTOR:
+        endpoint = SECOND_FACTOR_SCREENS.get(flow.method or "", "login.methods")
+    else:
+        endpoint = SCREENS.get(flow.step)
+    if endpoint is None:
+        return restart_page()
+    return redirect(url_for(endpoint, flow=flow.id), 303)
+
+
 def at_step(
     step: str, *, user_on_get: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the view with the login flow at ``step`` and its user (the flow
-    checked for kind and browser, the user for being there and active);
-    anything else gets the start-again page. Without ``user_on_get`` a page
+    checked for kind and browser, the user for being there and active); a
+    flow at another step gets its current screen, anything else the
+    start-again page. Without ``user_on_get`` a page
     that needs nothing of the account is shown without reading it (``None``);
     its form's answer reads and checks it."""
 
@@ -108,8 +153,8 @@ def at_step(
             try:
                 flow = _load(step)
                 user = _user(flow) if user_on_get or request.method != "GET" else None
-            except FlowError:
-                return restart_page()
+            except FlowError as error:
+                return current_screen(error)
             return view(flow, user, *args, **kwargs)
 
         return wrapped
@@ -135,18 +180,24 @@ def _wait_message(seconds: int) -> str:
 
 
 # -- e-mail first ----------------------------------------------------------------
+def identify_page(flow: Flow) -> Any:
+    """The e-mail screen, pre-filled from the flow, ``login_hint`` or the
+    remembered address."""
+    remembered = request.cookies.get(REMEMBER_COOKIE, "")
+    email = flow.email or flow.params.get("login_hint") or remembered
+    return _render(
+        "identify", flow, email=email, remember=bool(remembered), options=_passkey_options(flow)
+    )
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def identify() -> Any:
     try:
         flow = _load(Step.IDENTIFY)
-    except FlowError:
-        return restart_page()
-    remembered = request.cookies.get(REMEMBER_COOKIE, "")
+    except FlowError as error:
+        return current_screen(error)
     if request.method == "GET":
-        email = flow.email or flow.params.get("login_hint") or remembered
-        return _render(
-            "identify", flow, email=email, remember=bool(remembered), options=_passkey_options(flow)
-        )
+        return identify_page(flow)
 
     email = normalize_email(request.form.get("email", ""))
     if "@" not in email or len(email) > 320:
@@ -159,7 +210,9 @@ def identify() -> Any:
             error=_("Enter a valid e-mail address."),
         )
     flow.email = email
-    response = make_response(_go(flow, Step.LOGIN, "login.password"))
+    services().flows.advance(flow, Step.LOGIN)
+    response = make_response(_render("password", flow, email=email))
+    remembered = request.cookies.get(REMEMBER_COOKIE, "")
     if request.form.get("remember") == "yes":
         response.set_cookie(
             REMEMBER_COOKIE,
@@ -186,8 +239,8 @@ def passkey() -> Any:
     as a button and in the browser's autofill (conditional UI)."""
     try:
         flow = _load(Step.IDENTIFY)
-    except FlowError:
-        return restart_page()
+    except FlowError as error:
+        return current_screen(error)
     if request.method == "GET":
         return _render("passkey", flow, options=_passkey_options(flow))
     svc = services()
@@ -238,8 +291,8 @@ def _passkey_failed(flow: Flow, error: Exception, user: User | None) -> None:
 def password() -> Any:
     try:
         flow = _load(Step.LOGIN)
-    except FlowError:
-        return restart_page()
+    except FlowError as error:
+        return current_screen(error)
     email = flow.email or ""
     if request.method == "GET":
         return _render("password", flow, email=email)
@@ -294,14 +347,17 @@ def password() -> Any:
 
 
 def _after_password(flow: Flow, user: User) -> Any:
-    """Second factor if enrolled; enrolment if required and missing; else done."""
+    """Second factor if enrolled (its screen); enrolment if required and
+    missing; else done."""
     methods = services().factors.methods(get_session(), user)
     if Method.WEBAUTHN in methods:
         flow.method = Method.WEBAUTHN
-        return _go(flow, Step.SECOND_FACTOR, "login.security_key")
+        services().flows.advance(flow, Step.SECOND_FACTOR)
+        return _security_key_page(flow, user)
     if Method.TOTP in methods:
         flow.method = Method.TOTP
-        return _go(flow, Step.SECOND_FACTOR, "login.authenticator")
+        services().flows.advance(flow, Step.SECOND_FACTOR)
+        return _render("totp", flow)
     if Method.SMS in methods:
         flow.method = Method.SMS
         services().flows.advance(flow, Step.SECOND_FACTOR)
@@ -419,36 +475,28 @@ def security_key(flow: Flow, user: User) -> Any:
     session = get_session()
     scope = f"second:{flow.id}"
     if request.method == "GET":
-        return _render(
-            "security_key", flow, options=svc.passkeys.authentication_options(session, scope, user)
-        )
+        return _security_key_page(flow, user)
     try:
         svc.lockout.attempt(user.email, lockout.SECOND_FACTOR)
         verified = svc.passkeys.authenticate(
             session, scope, request.form.get("credential", ""), user
         )
     except AccountLockedError as error:
-        return _render(
-            "security_key",
-            flow,
-            429,
-            options=svc.passkeys.authentication_options(session, scope, user),
-            error=_wait_message(error.resets_in),
-        )
+        return _security_key_page(flow, user, 429, error=_wait_message(error.resets_in))
     except passkeys.CeremonyError as error:
         _passkey_failed(flow, error, user)
         message = _code_failed_count(user) or _(
             "The security key could not be used. Try again or choose another way."
         )
-        return _render(
-            "security_key",
-            flow,
-            400,
-            options=svc.passkeys.authentication_options(session, scope, user),
-            error=message,
-        )
+        return _security_key_page(flow, user, 400, error=message)
     svc.lockout.succeeded(user.email, lockout.SECOND_FACTOR)
     return complete(flow, user, ["pwd", verified.amr, "mfa"])
+
+
+def _security_key_page(flow: Flow, user: User, status: int = 200, **context: Any) -> Any:
+    """The security key screen with a fresh challenge for the user's keys."""
+    options = services().passkeys.authentication_options(get_session(), f"second:{flow.id}", user)
+    return _render("security_key", flow, status, options=options, **context)
 
 
 @bp.get("/login/methods")

@@ -16,10 +16,12 @@ from tests.flows import authorize
 from tests.flows import authorize_params
 from tests.flows import csrf_token
 from tests.flows import exchange
-from tests.flows import follow
+from tests.flows import form_action
 from tests.flows import form_post
+from tests.flows import is_login_screen
 from tests.flows import login_for_code
 from tests.flows import query
+from tests.flows import screen
 from tests.flows import submit_login
 
 ADMIN_PAGES = ["/admin/", "/admin/audit", "/admin/users/1"]
@@ -42,7 +44,9 @@ def admin_client(app, factory, rp):  # type: ignore[no-untyped-def]
     enrolment = factory.enrol(admin)
     browser = app.test_client()
     response = browser.get("/admin/")
-    page = follow(browser, submit_login(browser, response.location, admin.email))
+    assert response.location.startswith("/login?flow=")
+    page = screen(browser, submit_login(browser, response.location, admin.email))
+    assert form_action(page).startswith("/login/code?flow=")
     answer = form_post(browser, page, {"code": enrolment.totp_code()})
     assert answer.location == "/admin/"
     browser.admin = admin  # type: ignore[attr-defined]
@@ -145,7 +149,8 @@ class TestUsersAndSessions:
         confirm(admin_client, page, f"/admin/users/{kim.id}/disable")
         assert not logged_in(browser)
         response = authorize(browser, authorize_params("portal", Pkce.new()))
-        refused = submit_login(browser, response.location, kim.email)
+        assert is_login_screen(response)
+        refused = submit_login(browser, response, kim.email)
         assert refused.status_code == HTTPStatus.BAD_REQUEST
         page = admin_client.get(f"/admin/users/{kim.id}")
         assert "Deaktiveret" in page.get_data(as_text=True)
@@ -199,7 +204,8 @@ class TestUsersAndSessions:
     def test_audit_log_filters(self, app, admin_client, rp, kim):
         browser = app.test_client()
         response = authorize(browser, authorize_params("portal", Pkce.new()))
-        submit_login(browser, response.location, kim.email, "Wrong-password-1")
+        assert is_login_screen(response)
+        submit_login(browser, response, kim.email, "Wrong-password-1")
         page = admin_client.get("/admin/audit?event=login.*&user=kim@example.com").get_data(
             as_text=True
         )

@@ -13,8 +13,11 @@ from tests.factories import Pkce
 from tests.flows import authorize
 from tests.flows import authorize_params
 from tests.flows import csrf_token
+from tests.flows import form_action
+from tests.flows import is_login_screen
 from tests.flows import login_for_code
 from tests.flows import query
+from tests.flows import screen
 from tests.flows import submit_login
 
 
@@ -102,25 +105,25 @@ def test_pkce_without_method_is_refused_because_it_would_mean_plain(client, rp):
 
 def test_without_session_the_user_is_sent_to_log_in(client, rp):
     response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
-    assert response.status_code == HTTPStatus.FOUND
-    assert response.location.startswith("/login?flow=")
+    assert is_login_screen(response)
+    assert response.location is None
+    assert form_action(response).startswith("/login?flow=")
 
 
 def test_login_page_shows_the_client_display_name_and_login_hint(client, rp):
     response = authorize(
         client, authorize_params(rp.client_id, Pkce.new(), login_hint="kim@example.com")
     )
-    page = client.get(response.location).get_data(as_text=True)
+    page = screen(client, response).get_data(as_text=True)
     assert "Test Portal" in page
     assert 'value="kim@example.com"' in page
 
 
 def test_ui_locales_chooses_the_language_of_the_login_page(client, rp):
-    danish = client.get(authorize(client, authorize_params(rp.client_id, Pkce.new())).location)
-    english = client.get(
-        authorize(
-            client, authorize_params(rp.client_id, Pkce.new(), ui_locales="en-GB da")
-        ).location
+    danish = screen(client, authorize(client, authorize_params(rp.client_id, Pkce.new())))
+    english = screen(
+        client,
+        authorize(client, authorize_params(rp.client_id, Pkce.new(), ui_locales="en-GB da")),
     )
     assert '<html lang="da">' in danish.get_data(as_text=True)
     assert "E-mailadresse" in danish.get_data(as_text=True)
@@ -130,9 +133,9 @@ def test_ui_locales_chooses_the_language_of_the_login_page(client, rp):
 
 def test_wrong_password_gets_the_same_answer_as_an_unknown_email(client, rp, user):
     first = authorize(client, authorize_params(rp.client_id, Pkce.new()))
-    wrong_password = submit_login(client, first.location, user.email, "Wrong-password-1")
+    wrong_password = submit_login(client, first, user.email, "Wrong-password-1")
     second = authorize(client, authorize_params(rp.client_id, Pkce.new()))
-    unknown = submit_login(client, second.location, "nobody@example.com", "Wrong-password-1")
+    unknown = submit_login(client, second, "nobody@example.com", "Wrong-password-1")
     assert wrong_password.status_code == unknown.status_code == HTTPStatus.BAD_REQUEST
     message = "E-mailadressen eller adgangskoden er forkert."
     assert message in wrong_password.get_data(as_text=True)
@@ -148,8 +151,9 @@ def test_login_returns_a_code_state_and_issuer(client, rp, user):
 
 def test_authorization_request_by_post_works(client, rp, user):
     response = client.post("/authorize", data=authorize_params(rp.client_id, Pkce.new()))
-    assert response.status_code == HTTPStatus.FOUND
-    assert response.location.startswith("/login?flow=")
+    assert is_login_screen(response)
+    assert form_action(response).startswith("/login?flow=")
+    assert query(submit_login(client, response, user.email).location)["code"]
 
 
 def test_unknown_parameters_are_ignored(client, rp, user):
@@ -186,8 +190,9 @@ def test_prompt_none_combined_with_another_value_is_invalid(client, rp):
 def test_prompt_login_forces_a_new_login(client, rp, user):
     login_for_code(client, rp.client_id, user.email, Pkce.new())
     response = authorize(client, authorize_params(rp.client_id, Pkce.new(), prompt="login"))
-    assert response.location.startswith("/login?flow=")
-    params = query(submit_login(client, response.location, user.email).location)
+    assert is_login_screen(response)
+    assert form_action(response).startswith("/login?flow=")
+    params = query(submit_login(client, response, user.email).location)
     assert "code" in params
 
 
@@ -198,7 +203,8 @@ def test_max_age_forces_reauthentication_when_the_login_is_older(client, rp, use
     later = clock.now() + 601
     monkeypatch.setattr(clock, "now", lambda: later)
     stale = authorize(client, authorize_params(rp.client_id, Pkce.new(), max_age="600"))
-    assert stale.location.startswith("/login?flow=")
+    assert is_login_screen(stale)
+    assert form_action(stale).startswith("/login?flow=")
     none = authorize(
         client, authorize_params(rp.client_id, Pkce.new(), max_age="600", prompt="none")
     )
@@ -234,8 +240,9 @@ def test_id_token_hint_that_is_not_ours_is_invalid(client, rp):
 
 def test_login_flow_cannot_be_used_from_another_browser(client, app, rp, user):
     response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    assert is_login_screen(response)
     thief = app.test_client()
-    page = thief.get(response.location)
+    page = thief.get(form_action(response))
     assert page.status_code == HTTPStatus.BAD_REQUEST
     assert "Start venligst forfra" in page.get_data(as_text=True)
 
@@ -247,10 +254,12 @@ def test_login_page_without_a_flow_says_start_again(client):
 
 def test_login_post_without_csrf_token_is_refused(client, rp, user):
     response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
-    client.get(response.location)
-    posted = client.post(response.location, data={"email": user.email, "password": "x"})
+    assert is_login_screen(response)
+    posted = client.post(form_action(response), data={"email": user.email, "password": "x"})
     assert posted.status_code == HTTPStatus.BAD_REQUEST
     assert posted.location is None
+    # Nothing was taken: the flow is still at the e-mail screen.
+    assert is_login_screen(client.get(form_action(response)))
 
 
 class TestConsent:
@@ -261,8 +270,8 @@ class TestConsent:
 
     def _to_consent(self, client, user, **extra):  # type: ignore[no-untyped-def]
         response = authorize(client, authorize_params("third-party", Pkce.new(), **extra))
-        if response.location.startswith("/login"):
-            response = submit_login(client, response.location, user.email)
+        if is_login_screen(response):
+            response = submit_login(client, response, user.email)
         return response
 
     def test_consent_screen_is_shown_to_a_third_party_client(self, client, third_party, user):
@@ -312,9 +321,13 @@ class TestConsent:
 
     def test_consent_step_cannot_be_reached_before_login(self, client, third_party):
         response = authorize(client, authorize_params("third-party", Pkce.new()))
-        flow_id = query(response.location)["flow"]
+        assert is_login_screen(response)
+        flow_id = query(form_action(response))["flow"]
         page = client.get("/consent?" + urlencode({"flow": flow_id}))
-        assert page.status_code == HTTPStatus.BAD_REQUEST
+        # The flow's current screen, the e-mail screen; nothing is shown or granted.
+        assert page.status_code == HTTPStatus.SEE_OTHER
+        assert page.location == "/login?" + urlencode({"flow": flow_id})
+        assert is_login_screen(client.get(page.location))
 
 
 def test_password_hash_is_upgraded_when_the_argon2_parameters_change(

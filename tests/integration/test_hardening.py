@@ -18,6 +18,8 @@ from tests.flows import authorize
 from tests.flows import authorize_params
 from tests.flows import csrf_token
 from tests.flows import exchange
+from tests.flows import form_action
+from tests.flows import is_login_screen
 from tests.flows import login_for_code
 from tests.flows import query
 from tests.flows import submit_login
@@ -69,10 +71,9 @@ def test_redirect_uri_with_a_quote_gets_an_error_page(client, rp):
 def test_login_flows_per_ip_are_limited(client, rp, monkeypatch):
     monkeypatch.setattr(oidc_views, "FLOWS_PER_IP", 2)
     for _ in range(2):
-        assert (
-            authorize(client, authorize_params("portal", Pkce.new())).status_code
-            == HTTPStatus.FOUND
-        )
+        started = authorize(client, authorize_params("portal", Pkce.new()))
+        assert is_login_screen(started)
+        assert form_action(started).startswith("/login?flow=")
     limited = authorize(client, authorize_params("portal", Pkce.new()))
     assert limited.status_code == HTTPStatus.TOO_MANY_REQUESTS
     assert int(limited.headers["Retry-After"]) > 0
@@ -98,7 +99,8 @@ def test_language_switch_never_redirects_off_site(client, target, expected):
 class TestPasswordGuessing:
     def _attempt(self, client, email, password):  # type: ignore[no-untyped-def]
         response = authorize(client, authorize_params("portal", Pkce.new(), prompt="login"))
-        return submit_login(client, response.location, email, password)
+        assert is_login_screen(response)
+        return submit_login(client, response, email, password)
 
     def test_account_is_locked_after_five_failures_even_for_the_right_password(
         self, client, rp, user
@@ -144,11 +146,12 @@ def test_consent_of_a_user_who_is_no_longer_logged_in_is_not_recorded(client, fa
     first = factory.user()
     second = factory.user()
     response = authorize(client, authorize_params("partner", Pkce.new()))
-    consent_url = submit_login(client, response.location, first.email).location
+    consent_url = submit_login(client, response, first.email).location
+    assert consent_url.startswith("/consent?flow=")
     page = client.get(consent_url)
     # Someone else logs in on the same browser, then the stale page is submitted.
     other = authorize(client, authorize_params("partner", Pkce.new(), prompt="login"))
-    submit_login(client, other.location, second.email)
+    assert submit_login(client, other, second.email).location.startswith("/consent?flow=")
     stale = client.post(consent_url, data={"decision": "allow", "csrf_token": csrf_token(page)})
     assert stale.status_code == HTTPStatus.BAD_REQUEST
     with client.application.app_context():
@@ -196,8 +199,9 @@ def test_secure_cookies_carry_the_host_prefix(settings, make_app, user):
     Factory(app).client("secure-rp")
     client = app.test_client()
     response = authorize(client, authorize_params("secure-rp", Pkce.new()))
+    assert is_login_screen(response)
     assert "__Host-idp_browser=" in response.headers["Set-Cookie"]
-    answer = submit_login(client, response.location, user.email)
+    answer = submit_login(client, response, user.email)
     assert "__Host-idp_session=" in answer.headers["Set-Cookie"]
     assert "Secure" in answer.headers["Set-Cookie"]
 

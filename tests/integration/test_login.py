@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 import pytest
 from joserfc import jwt
@@ -18,11 +19,15 @@ from tests.flows import authorize_params
 from tests.flows import csrf_token
 from tests.flows import exchange
 from tests.flows import follow
+from tests.flows import form_action
 from tests.flows import form_post
+from tests.flows import is_login_screen
 from tests.flows import login_for_code
 from tests.flows import query
+from tests.flows import screen
 from tests.flows import submit_email
 from tests.flows import submit_login
+from tests.flows import submit_password
 from tests.flows import totp_key
 
 PHONE = "+4520123160"
@@ -52,15 +57,36 @@ def text(response) -> str:  # type: ignore[no-untyped-def]
     return response.get_data(as_text=True)
 
 
-def start(client, **extra: str) -> str:  # type: ignore[no-untyped-def]
-    """An authorization request of the portal; returns the e-mail page's URL."""
-    response = authorize(client, authorize_params("portal", Pkce.new(), **extra))
-    assert response.location.startswith("/login?flow="), response.location
-    return response.location
+def start(client, **extra: str):  # type: ignore[no-untyped-def]
+    """An authorization request of the portal; returns its answer, the e-mail
+    screen (its form posts to /login?flow=ID)."""
+    page = authorize(client, authorize_params("portal", Pkce.new(), **extra))
+    assert is_login_screen(page), page.get_data(as_text=True)
+    assert form_action(page).startswith("/login?flow="), form_action(page)
+    return page
+
+
+def on_flow(page, path: str) -> str:  # type: ignore[no-untyped-def]
+    """The URL of the screen ``path`` in the login flow of ``page`` (a login screen)."""
+    return path + "?" + urlsplit(form_action(page)).query
+
+
+def set_cookie(response, name: str) -> str:  # type: ignore[no-untyped-def]
+    """The Set-Cookie header of the cookie ``name`` (an answer may set several)."""
+    (cookie,) = [c for c in response.headers.getlist("Set-Cookie") if c.startswith(name + "=")]
+    return cookie
 
 
 def password_step(client, email: str = "kim@example.com", password: str = PASSWORD):  # type: ignore[no-untyped-def]
     return submit_login(client, start(client, prompt="login"), email, password)
+
+
+def code_step(client, email: str = "kim@example.com"):  # type: ignore[no-untyped-def]
+    """The password of an account with an authenticator app: its code screen."""
+    page = screen(client, password_step(client, email))
+    assert form_action(page).startswith("/login/code?flow="), text(page)
+    assert 'name="code"' in text(page)
+    return page
 
 
 def sms_messages(app, to: str = PHONE) -> list[str]:  # type: ignore[no-untyped-def]
@@ -88,7 +114,7 @@ def normalized(response) -> str:  # type: ignore[no-untyped-def]
 # -- e-mail first ------------------------------------------------------------------------
 class TestIdentify:
     def test_first_screen_has_the_email_field_remember_box_and_passkey_link(self, client, rp):
-        page = text(client.get(start(client)))
+        page = text(start(client))
         assert "E-mailadresse" in page
         assert "Gem min e-mailadresse til næste gang" in page
         assert "Anbefales ikke til offentlige eller delte computere." in page
@@ -99,47 +125,43 @@ class TestIdentify:
     def test_remembered_email_is_a_long_lived_cookie_that_prefills_the_next_login(
         self, client, rp, user
     ):
-        location = start(client)
-        page = client.get(location)
-        answer = client.post(
-            location,
-            data={"email": "Kim@Example.com", "remember": "yes", "csrf_token": csrf_token(page)},
-        )
-        cookie = answer.headers["Set-Cookie"]
+        answer = form_post(client, start(client), {"email": "Kim@Example.com", "remember": "yes"})
+        assert answer.status_code == HTTPStatus.OK
+        assert 'name="password"' in text(answer)
+        cookie = set_cookie(answer, "idp_email")
         assert cookie.startswith("idp_email=kim@example.com;")
         assert "Max-Age=31536000" in cookie
         assert "HttpOnly" in cookie
         assert "SameSite=Lax" in cookie
-        again = text(client.get(start(client)))
+        again = text(start(client))
         assert 'value="kim@example.com"' in again
         assert 'name="remember" value="yes" checked' in again
 
     def test_back_arrow_forgets_the_remembered_email(self, client, rp, user):
-        location = submit_email(client, start(client), user.email, remember="yes")
-        page = client.get(location)
-        back = client.post(location, data={"action": "back", "csrf_token": csrf_token(page)})
+        page = submit_email(client, start(client), user.email, remember="yes")
+        back = form_post(client, page, {"action": "back"})
         assert back.status_code == HTTPStatus.FOUND
         assert back.location.startswith("/login?flow=")
-        assert re.search(r"idp_email=; Expires=Thu, 01 Jan 1970", back.headers["Set-Cookie"])
-        assert 'value="kim@example.com"' not in text(client.get(start(client)))
+        assert back.location == on_flow(page, "/login")
+        assert is_login_screen(client.get(back.location))
+        assert re.search(r"idp_email=; Expires=Thu, 01 Jan 1970", set_cookie(back, "idp_email"))
+        assert 'value="kim@example.com"' not in text(start(client))
 
     def test_login_without_the_box_forgets_a_remembered_email(self, client, rp, user):
         submit_email(client, start(client), user.email, remember="yes")
-        location = start(client)
-        page = client.get(location)
-        answer = client.post(location, data={"email": user.email, "csrf_token": csrf_token(page)})
-        assert "idp_email=;" in answer.headers["Set-Cookie"]
+        answer = form_post(client, start(client), {"email": user.email})
+        assert answer.status_code == HTTPStatus.OK
+        assert "idp_email=;" in set_cookie(answer, "idp_email")
 
     def test_invalid_email_is_refused_with_a_message(self, client, rp):
-        location = start(client)
-        page = client.get(location)
-        answer = client.post(location, data={"email": "kim", "csrf_token": csrf_token(page)})
+        answer = form_post(client, start(client), {"email": "kim"})
         assert answer.status_code == HTTPStatus.BAD_REQUEST
         assert "Indtast en gyldig e-mailadresse." in text(answer)
+        assert 'name="email"' in text(answer)  # the e-mail screen again
+        assert is_login_screen(client.get(answer.request.url))  # still at the e-mail step
 
     def test_passkey_link_does_not_dead_end(self, client, rp):
-        location = start(client)
-        page = client.get(location.replace("/login?", "/login/passkey?"))
+        page = client.get(on_flow(start(client), "/login/passkey"))
         assert page.status_code == HTTPStatus.OK
         assert "Tilbage til login" in text(page)
 
@@ -147,7 +169,10 @@ class TestIdentify:
 # -- password --------------------------------------------------------------------------------
 class TestPassword:
     def test_password_screen_shows_the_email_back_arrow_eye_and_forgot_link(self, client, rp, user):
-        page = text(client.get(submit_email(client, start(client), user.email)))
+        answer = submit_email(client, start(client), user.email)
+        assert form_action(answer).startswith("/login/password?flow=")
+        page = text(answer)
+        assert 'name="password"' in page
         assert '<span id="login-email">kim@example.com</span>' in page
         assert 'name="action" value="back"' in page
         assert 'data-reveal="password"' in page
@@ -178,11 +203,22 @@ class TestPassword:
         assert len(verified) == 2
         assert verified[0].startswith("$argon2id$")
 
-    def test_password_screen_cannot_be_opened_before_the_email(self, client, rp):
-        location = start(client).replace("/login?", "/login/password?")
+    def test_password_screen_cannot_be_opened_before_the_email(self, app, client, rp):
+        email_page = start(client)
+        location = on_flow(email_page, "/login/password")
         response = client.get(location)
-        assert response.status_code == HTTPStatus.BAD_REQUEST
-        assert "Start venligst forfra" in text(response)
+        # The e-mail screen instead: the flow's current one.
+        assert response.status_code == HTTPStatus.SEE_OTHER
+        assert response.location == form_action(email_page)
+        assert is_login_screen(client.get(response.location))
+        # Nor is a password sent there looked at.
+        sent = client.post(
+            location, data={"password": PASSWORD, "csrf_token": csrf_token(email_page)}
+        )
+        assert sent.status_code == HTTPStatus.SEE_OTHER
+        assert sent.location == form_action(email_page)
+        assert not [c for c in sent.headers.getlist("Set-Cookie") if "idp_session" in c]
+        assert audit_events(app, "login.failed") == audit_events(app, "login.succeeded") == []
 
     def test_failures_and_success_are_audited(self, app, client, rp, user):
         password_step(client, user.email, "Wrong-password-1")
@@ -206,9 +242,10 @@ class TestAuthenticatorApp:
         enrolment = factory.enrol(user)
         pkce = Pkce.new()
         response = authorize(client, authorize_params("portal", pkce))
-        response = submit_login(client, response.location, user.email)
-        assert response.location.startswith("/login/code?flow=")
-        page = client.get(response.location)
+        page = submit_login(client, response, user.email)
+        assert page.status_code == HTTPStatus.OK
+        assert form_action(page).startswith("/login/code?flow=")
+        assert 'name="code"' in text(page)
         assert "Find koden i din Authenticator app." in text(page)
         assert "Prøv en anden måde" in text(page)
         before = clock.now()
@@ -224,10 +261,10 @@ class TestAuthenticatorApp:
     def test_a_totp_code_cannot_be_used_twice(self, app, client, rp, user, factory):
         enrolment = factory.enrol(user)
         code = enrolment.totp_code()
-        page = follow(client, password_step(client))
+        page = code_step(client)
         assert form_post(client, page, {"code": code}).location.startswith(REDIRECT_URI)
         other = app.test_client()
-        page = follow(other, password_step(other))
+        page = code_step(other)
         replay = form_post(other, page, {"code": code})
         assert replay.status_code == HTTPStatus.BAD_REQUEST
         assert "Denne kode er allerede brugt" in text(replay)
@@ -256,7 +293,7 @@ class TestAuthenticatorApp:
             return step
 
         monkeypatch.setattr(totp, "verify", check_then_other_request_wins)
-        page = follow(client, password_step(client))
+        page = code_step(client)
         answer = form_post(client, page, {"code": enrolment.totp_code()})
         assert answer.status_code == HTTPStatus.BAD_REQUEST
         assert "Denne kode er allerede brugt" in text(answer)
@@ -268,7 +305,7 @@ class TestAuthenticatorApp:
         from idp.models import User
 
         enrolment = factory.enrol(user)
-        page = follow(client, password_step(client))
+        page = code_step(client)
         assert "Find koden i din Authenticator app." in text(page)
         with app.app_context():
             get_session().get(User, user.id).is_active = False
@@ -280,29 +317,44 @@ class TestAuthenticatorApp:
 
     def test_wrong_code_is_refused(self, client, rp, user, factory):
         factory.enrol(user)
-        page = follow(client, password_step(client))
+        page = code_step(client)
         answer = form_post(client, page, {"code": "000000"})
         assert answer.status_code == HTTPStatus.BAD_REQUEST
         assert "Koden er ikke korrekt" in text(answer)
 
     def test_second_factor_screens_cannot_be_reached_without_the_password(
-        self, client, rp, user, factory
+        self, app, client, rp, user, factory
     ):
         enrolment = factory.enrol(user, phone=PHONE)
-        location = submit_email(client, start(client), user.email)  # e-mail typed, no password
+        page = submit_email(client, start(client), user.email)  # e-mail typed, no password
+        password_screen = form_action(page)
+        assert password_screen.startswith("/login/password?flow=")
+        # Each answers with the flow's current screen, the password's.
         for path in ("/login/code", "/login/methods", "/login/sms", "/login/emergency"):
-            url = location.replace("/login/password?", path + "?")
-            assert client.get(url).status_code == HTTPStatus.BAD_REQUEST, path
+            answer = client.get(on_flow(page, path))
+            assert answer.status_code == HTTPStatus.SEE_OTHER, path
+            assert answer.location == password_screen, path
         for path in ("/login/code", "/login/sms", "/login/emergency", "/login/emergency/new"):
-            url = location.replace("/login/password?", path + "?")
-            answer = client.post(url, data={"code": enrolment.totp_code(), "saved": "yes"})
-            assert answer.status_code == HTTPStatus.BAD_REQUEST, path
-        url = location.replace("/login/password?", "/login/sms/send?")
-        assert client.post(url).status_code == HTTPStatus.BAD_REQUEST
+            data = {"code": enrolment.totp_code(), "saved": "yes", "csrf_token": csrf_token(page)}
+            answer = client.post(on_flow(page, path), data=data)
+            assert answer.status_code == HTTPStatus.SEE_OTHER, path
+            assert answer.location == password_screen, path
+            assert "idp_session" not in " ".join(answer.headers.getlist("Set-Cookie")), path
+        answer = client.post(
+            on_flow(page, "/login/sms/send"), data={"csrf_token": csrf_token(page)}
+        )
+        assert answer.status_code == HTTPStatus.SEE_OTHER
+        assert answer.location == password_screen
+        # Nothing was accepted or sent, and the password is still asked for.
+        assert sms_messages(app) == []
+        assert audit_events(app, "login.succeeded") == []
+        assert 'name="password"' in text(screen(client, password_screen))
+        silent = authorize(client, authorize_params("portal", Pkce.new(), prompt="none"))
+        assert query(silent.location)["error"] == "login_required"
 
     def test_wrong_codes_lock_the_account_with_a_clear_wait(self, app, client, rp, user, factory):
         enrolment = factory.enrol(user)
-        page = follow(client, password_step(client))
+        page = code_step(client)
         for _ in range(4):
             assert form_post(client, page, {"code": "000000"}).status_code == 400
         locking = form_post(client, page, {"code": "000000"})
@@ -316,9 +368,9 @@ class TestAuthenticatorApp:
     def test_typing_the_password_again_does_not_reset_wrong_codes(self, client, rp, user, factory):
         factory.enrol(user)
         for _ in range(4):
-            page = follow(client, password_step(client))
+            page = code_step(client)
             assert form_post(client, page, {"code": "000000"}).status_code == 400
-        page = follow(client, password_step(client))
+        page = code_step(client)
         locking = form_post(client, page, {"code": "000000"})
         assert "For mange forsøg. Prøv igen om 5 minutter." in text(locking)
         # Locked for the password too, until the wait is over.
@@ -328,13 +380,7 @@ class TestAuthenticatorApp:
 class TestTryAnotherWay:
     def test_lists_only_enrolled_methods(self, client, rp, user, factory):
         factory.enrol(user)  # app and emergency code, no phone
-        page = text(
-            client.get(
-                follow(client, password_step(client)).request.url.replace(
-                    "/login/code", "/login/methods"
-                )
-            )
-        )
+        page = text(client.get(on_flow(code_step(client), "/login/methods")))
         assert "Find sikkerhedskoden i din Authenticator app" in page
         assert "Brug din engangskode til nødsituationer" in page
         assert "SMS" not in page
@@ -343,8 +389,7 @@ class TestTryAnotherWay:
         self, app, client, rp, user, factory
     ):
         factory.enrol(user, phone=PHONE)
-        code_page = follow(client, password_step(client))
-        methods = client.get(code_page.request.url.replace("/login/code", "/login/methods"))
+        methods = client.get(on_flow(code_step(client), "/login/methods"))
         assert (
             "Få sikkerhedskoden sendt som en SMS til telefonnummeret, der slutter med 160"
             in text(methods)
@@ -407,8 +452,7 @@ class TestEmergencyCode:
         self, app, client, rp, user, factory
     ):
         enrolment = factory.enrol(user)
-        code_page = follow(client, password_step(client))
-        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        page = client.get(on_flow(code_step(client), "/login/emergency"))
         typed = enrolment.emergency_code.lower().replace("-", "")
         new_page = follow(client, form_post(client, page, {"code": typed}))
         new_code = re.search(r'id="emergency-code">([^<]+)<', text(new_page)).group(1)
@@ -422,11 +466,7 @@ class TestEmergencyCode:
         assert done.location.startswith(REDIRECT_URI)
         # The old code is spent; the new one works.
         other = app.test_client()
-        page = other.get(
-            follow(other, password_step(other)).request.url.replace(
-                "/login/code", "/login/emergency"
-            )
-        )
+        page = other.get(on_flow(code_step(other), "/login/emergency"))
         assert form_post(other, page, {"code": enrolment.emergency_code}).status_code == 400
         assert form_post(other, page, {"code": new_code}).status_code == HTTPStatus.FOUND
 
@@ -440,8 +480,7 @@ class TestEmergencyCode:
 
         user = strict_user
         enrolment = factory.enrol(user, phone=PHONE)
-        code_page = follow(client, password_step(client))
-        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        page = client.get(on_flow(code_step(client), "/login/emergency"))
         new_page = follow(client, form_post(client, page, {"code": enrolment.emergency_code}))
         off = client.post(
             new_page.request.url,
@@ -468,7 +507,7 @@ class TestEmergencyCode:
         assert done.location.startswith(REDIRECT_URI)
         # The old app's codes are gone with it.
         other = app.test_client()
-        page = follow(other, password_step(other))
+        page = code_step(other)
         assert form_post(other, page, {"code": enrolment.totp_code()}).status_code == 400
 
     def test_a_failed_notification_does_not_block_the_login(
@@ -481,8 +520,7 @@ class TestEmergencyCode:
 
         monkeypatch.setattr(app.extensions["idp"].mailer, "send", down)
         enrolment = factory.enrol(user)
-        code_page = follow(client, password_step(client))
-        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        page = client.get(on_flow(code_step(client), "/login/emergency"))
         answer = form_post(client, page, {"code": enrolment.emergency_code})
         assert answer.location.startswith("/login/emergency/new?flow=")
 
@@ -491,8 +529,7 @@ class TestEmergencyCode:
     ):
         user = factory.user("ann@example.com", mfa_required=False)
         enrolment = factory.enrol(user)
-        code_page = follow(client, password_step(client, "ann@example.com"))
-        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        page = client.get(on_flow(code_step(client, "ann@example.com"), "/login/emergency"))
         new_page = follow(client, form_post(client, page, {"code": enrolment.emergency_code}))
         off = client.post(
             new_page.request.url, data={"action": "disable", "csrf_token": csrf_token(new_page)}
@@ -501,8 +538,7 @@ class TestEmergencyCode:
 
     def test_wrong_emergency_code_is_refused(self, client, rp, user, factory):
         factory.enrol(user)
-        code_page = follow(client, password_step(client))
-        page = client.get(code_page.request.url.replace("/login/code", "/login/emergency"))
+        page = client.get(on_flow(code_step(client), "/login/emergency"))
         answer = form_post(client, page, {"code": "AAAA-BBBB-CCCC-DDDD-EEEE"})
         assert answer.status_code == HTTPStatus.BAD_REQUEST
         assert "Engangskoden til nødsituationer er ikke korrekt." in text(answer)
@@ -529,8 +565,7 @@ def test_required_two_step_verification_is_enrolled_before_the_client_gets_a_cod
 # -- forgotten password ------------------------------------------------------------------------------
 class TestForgottenPassword:
     def _request_link(self, app, client, email: str = "kim@example.com") -> str:  # type: ignore[no-untyped-def]
-        location = submit_email(client, start(client), email)
-        page = client.get(location)
+        page = submit_email(client, start(client), email)
         forgot = client.get(
             re.search(r'id="forgot" href="([^"]+)"', text(page)).group(1).replace("&amp;", "&")
         )
@@ -549,12 +584,11 @@ class TestForgottenPassword:
         # Another browser is logged in and its client holds a refresh token.
         other = app.test_client()
         pkce = Pkce.new()
-        page = follow(
+        page = screen(
             other,
-            submit_login(
-                other, authorize(other, authorize_params("portal", pkce)).location, user.email
-            ),
+            submit_login(other, authorize(other, authorize_params("portal", pkce)), user.email),
         )
+        assert form_action(page).startswith("/login/code?flow=")
         params = query(form_post(other, page, {"code": enrolment.totp_code()}).location)
         refresh = exchange(other, "portal", rp[1], params["code"], pkce).get_json()["refresh_token"]
 
@@ -584,7 +618,9 @@ class TestForgottenPassword:
         assert refreshed.get_json()["error"] == "invalid_grant"
         # The old password no longer works; the new one still needs the app.
         assert password_step(client).status_code == HTTPStatus.BAD_REQUEST
-        assert password_step(client, password=NEW_PASSWORD).location.startswith("/login/code")
+        code_page = password_step(client, password=NEW_PASSWORD)
+        assert code_page.status_code == HTTPStatus.OK
+        assert form_action(code_page).startswith("/login/code?flow=")
         assert [e.details["via"] for e in audit_events(app, "password.changed")] == ["reset"]
 
     def test_a_used_reset_link_is_refused(self, app, client, rp, user):
@@ -624,13 +660,30 @@ class TestForgottenPassword:
     ):
         enrolment = factory.enrol(user)
         intruder = app.test_client()
-        code_page = follow(intruder, password_step(intruder))  # knew the old password
+        code_page = code_step(intruder)  # knew the old password
         link = self._request_link(app, client)
         form = follow(client, client.get(link))
         form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
         late = form_post(intruder, code_page, {"code": enrolment.totp_code()})
         assert late.status_code == HTTPStatus.BAD_REQUEST
         assert "Start venligst forfra" in text(late)
+
+    def test_a_reset_flow_on_a_login_screen_gets_the_start_again_page(self, app, client, rp, user):
+        link = self._request_link(app, client)
+        form = follow(client, client.get(link))
+        assert form_action(form).startswith("/reset/password?flow=")
+        for path in ("/login", "/login/password", "/login/code", "/login/emergency/new"):
+            answer = client.get(on_flow(form, path))
+            assert answer.status_code == HTTPStatus.BAD_REQUEST, path
+            assert "Start venligst forfra" in text(answer), path
+        answer = client.post(
+            on_flow(form, "/login/password"),
+            data={"password": PASSWORD, "csrf_token": csrf_token(form)},
+        )
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        # The reset itself still works.
+        done = form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert "Din adgangskode er blevet ændret" in text(done)
 
     def test_undeliverable_mail_gives_the_same_answer(self, app, client, rp, user, monkeypatch):
         from idp.services.mail import MailDeliveryError
@@ -654,6 +707,160 @@ class TestForgottenPassword:
         assert len(mails(app)) == 3
 
 
+# -- a screen or form of another step (a reload, the back button) ---------------------------------
+class TestAnotherStep:
+    def test_sending_the_email_again_shows_the_password_screen_and_keeps_the_address(
+        self, client, rp, user
+    ):
+        email_page = start(client)
+        password_page = submit_email(client, email_page, user.email)
+        password_screen = form_action(password_page)
+        assert password_screen.startswith("/login/password?flow=")
+        # The e-mail form sent again (a reload), with another address: not taken.
+        again = form_post(client, email_page, {"email": "ann@example.com", "remember": "yes"})
+        assert again.status_code == HTTPStatus.SEE_OTHER
+        assert again.location == password_screen
+        assert not [c for c in again.headers.getlist("Set-Cookie") if c.startswith("idp_email=")]
+        # The e-mail screen opened again (the back button): the same.
+        reopened = client.get(form_action(email_page))
+        assert reopened.status_code == HTTPStatus.SEE_OTHER
+        assert reopened.location == password_screen
+        page = screen(client, again.location)
+        assert 'name="password"' in text(page)
+        assert '<span id="login-email">kim@example.com</span>' in text(page)
+        assert submit_password(client, page).location.startswith(REDIRECT_URI)
+
+    def test_sending_the_password_again_after_it_was_accepted_shows_the_code_screen_and_is_no_failure(
+        self, app, client, rp, user, factory
+    ):
+        enrolment = factory.enrol(user)
+        password_page = submit_email(client, start(client), user.email)
+        code_page = screen(client, submit_password(client, password_page))
+        code_screen = form_action(code_page)
+        assert code_screen.startswith("/login/code?flow=")
+        # More than enough wrong passwords to lock the account, and the back arrow.
+        for data in [{"password": "Wrong-password-1"}] * 5 + [
+            {"password": PASSWORD},
+            {"action": "back"},
+        ]:
+            again = form_post(client, password_page, data)
+            assert again.status_code == HTTPStatus.SEE_OTHER, data
+            assert again.location == code_screen, data
+        reopened = client.get(form_action(password_page))
+        assert reopened.status_code == HTTPStatus.SEE_OTHER
+        assert reopened.location == code_screen
+        assert audit_events(app, "login.failed") == []
+        assert audit_events(app, "account.locked") == []
+        # Not locked: the password still works in another login ...
+        assert 'name="code"' in text(code_step(app.test_client()))
+        # ... and this one goes on from its code screen.
+        page = screen(client, again.location)
+        assert "Find koden i din Authenticator app." in text(page)
+        answer = form_post(client, page, {"code": enrolment.totp_code()})
+        assert answer.location.startswith(REDIRECT_URI)
+
+    def test_sending_the_password_again_sends_no_second_sms(self, app, client, rp, user, factory):
+        factory.enrol(user, totp=False, phone=PHONE, emergency=False)
+        password_page = submit_email(client, start(client), user.email)
+        sent = submit_password(client, password_page)
+        assert sent.status_code == HTTPStatus.FOUND
+        assert sent.location.startswith("/login/sms?flow=")
+        again = form_post(client, password_page, {"password": PASSWORD})
+        assert again.status_code == HTTPStatus.SEE_OTHER
+        assert again.location == sent.location
+        # The password screen opened again (the back button): the same.
+        reopened = client.get(form_action(password_page))
+        assert reopened.status_code == HTTPStatus.SEE_OTHER
+        assert reopened.location == sent.location
+        assert len(sms_messages(app)) == 1
+        assert "Indtast din sikkerhedskode" in text(screen(client, again.location))
+
+    def test_after_an_emergency_code_the_code_screens_lead_to_the_new_code(
+        self, app, client, rp, user, factory
+    ):
+        enrolment = factory.enrol(user)
+        code_page = code_step(client)
+        page = client.get(on_flow(code_page, "/login/emergency"))
+        used = form_post(client, page, {"code": enrolment.emergency_code})
+        assert used.status_code == HTTPStatus.FOUND
+        new_screen = used.location
+        assert new_screen.startswith("/login/emergency/new?flow=")
+        # The emergency code sent again, the app's code: neither is looked at.
+        for sent in (
+            form_post(client, page, {"code": enrolment.emergency_code}),
+            form_post(client, code_page, {"code": enrolment.totp_code()}),
+            client.get(on_flow(code_page, "/login/code")),
+        ):
+            assert sent.status_code == HTTPStatus.SEE_OTHER
+            assert sent.location == new_screen
+        assert len(audit_events(app, "emergency_code.used")) == 1
+        assert audit_events(app, "login.failed") == audit_events(app, "login.succeeded") == []
+        assert 'id="emergency-code"' in text(screen(client, new_screen))
+
+    def test_after_the_login_the_login_screens_lead_to_the_consent(self, client, user, factory):
+        factory.client("partner", is_first_party=False, display_name="Partner App")
+        response = authorize(client, authorize_params("partner", Pkce.new()))
+        password_page = submit_email(client, response, user.email)
+        consent = submit_password(client, password_page)
+        assert consent.status_code == HTTPStatus.FOUND
+        assert consent.location.startswith("/consent?flow=")
+        for sent in (
+            form_post(client, password_page, {"password": PASSWORD}),
+            form_post(client, response, {"email": user.email}),
+            client.get(form_action(password_page)),
+        ):
+            assert sent.status_code == HTTPStatus.SEE_OTHER
+            assert sent.location == consent.location
+        page = screen(client, consent.location)
+        assert "Partner App" in text(page)
+        allowed = form_post(client, page, {"decision": "allow"})
+        assert "code" in query(allowed.location)
+
+    def test_during_a_required_enrolment_the_login_screens_lead_to_it(
+        self, client, rp, strict_user
+    ):
+        password_page = submit_email(client, start(client), strict_user.email)
+        enrolment = submit_password(client, password_page)
+        assert enrolment.status_code == HTTPStatus.FOUND
+        assert enrolment.location.startswith("/activate/totp?flow=")
+        for again in (
+            form_post(client, password_page, {"password": PASSWORD}),
+            client.get(form_action(password_page)),
+            client.get(on_flow(password_page, "/login")),
+        ):
+            assert again.status_code == HTTPStatus.SEE_OTHER
+            assert again.location == enrolment.location
+        assert totp_key(screen(client, enrolment.location))  # the app's set-up screen
+
+    def test_another_browser_or_an_unknown_flow_gets_the_start_again_page(
+        self, app, client, rp, user
+    ):
+        password_page = submit_email(client, start(client), user.email)
+        other = app.test_client()
+        other_page = start(other)  # the other browser's own session and CSRF token
+        for path in ("/login", "/login/password", "/login/code", "/login/emergency/new"):
+            answer = other.get(on_flow(password_page, path))
+            assert answer.status_code == HTTPStatus.BAD_REQUEST, path
+            assert "Start venligst forfra" in text(answer), path
+        for path, data in (
+            ("/login", {"email": "ann@example.com"}),
+            ("/login/password", {"password": PASSWORD}),
+            ("/login/code", {"code": "000000"}),
+        ):
+            answer = other.post(
+                on_flow(password_page, path), data={**data, "csrf_token": csrf_token(other_page)}
+            )
+            assert answer.status_code == HTTPStatus.BAD_REQUEST, path
+            assert "Start venligst forfra" in text(answer), path
+        for path in ("/login", "/login/password", "/login/code"):
+            answer = client.get(path + "?flow=unknown-flow")
+            assert answer.status_code == HTTPStatus.BAD_REQUEST, path
+            assert "Start venligst forfra" in text(answer), path
+        assert audit_events(app, "login.failed") == audit_events(app, "login.succeeded") == []
+        # The flow is untouched: its own browser logs in.
+        assert submit_password(client, password_page).location.startswith(REDIRECT_URI)
+
+
 # -- sessions ---------------------------------------------------------------------------------------
 class TestSessions:
     def test_second_client_is_answered_without_a_prompt(self, client, rp, user, factory):
@@ -667,9 +874,9 @@ class TestSessions:
         self, app, client, rp, user
     ):
         first = password_step(client)
-        old = re.search(r"idp_session=([^;]+)", first.headers["Set-Cookie"]).group(1)
+        old = re.search(r"idp_session=([^;]+)", set_cookie(first, "idp_session")).group(1)
         second = password_step(client)
-        cookie = second.headers["Set-Cookie"]
+        cookie = set_cookie(second, "idp_session")
         new = re.search(r"idp_session=([^;]+)", cookie).group(1)
         assert new != old
         assert "HttpOnly" in cookie

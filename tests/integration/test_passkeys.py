@@ -22,7 +22,10 @@ from tests.flows import authorize_params
 from tests.flows import csrf_token
 from tests.flows import exchange
 from tests.flows import follow
+from tests.flows import form_action
+from tests.flows import is_login_screen
 from tests.flows import query
+from tests.flows import screen
 from tests.flows import submit_login
 
 ORIGIN = "http://localhost"
@@ -55,21 +58,30 @@ def answer(client, page, action: str, credential: str, **form: str):  # type: ig
 
 
 def login_page(client, **extra: str):  # type: ignore[no-untyped-def]
+    """The e-mail screen, as the authorization request answers it."""
     pkce = Pkce.new()
     response = authorize(client, authorize_params("portal", pkce, **extra))
-    return client.get(response.location), pkce
+    assert is_login_screen(response)
+    return response, pkce
+
+
+def passkey_action(page) -> str:  # type: ignore[no-untyped-def]
+    """The passkey answer's URL, beside the e-mail screen's form."""
+    action = form_action(page)
+    assert action.startswith("/login?flow="), action
+    return action.replace("/login?", "/login/passkey?")
 
 
 def passwordless(client, device):  # type: ignore[no-untyped-def]
     page, pkce = login_page(client)
-    action = page.request.url.replace("/login?", "/login/passkey?")
+    action = passkey_action(page)
     return answer(client, page, action, device.get_json(options(page), ORIGIN)), pkce
 
 
 def second_factor_page(client, user):  # type: ignore[no-untyped-def]
     """After the e-mail and the password: the screen of the preferred second factor."""
     response = authorize(client, authorize_params("portal", Pkce.new()))
-    return follow(client, submit_login(client, response.location, user.email))
+    return screen(client, submit_login(client, response, user.email))
 
 
 def claims(app, client, rp, response, pkce) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -130,18 +142,16 @@ class TestPasswordless:
         device = Authenticator()
         factory.passkey(user, device)
         page, _ = login_page(client)
-        action = page.request.url.replace("/login?", "/login/passkey?")
+        action = passkey_action(page)
         credential = device.get_json(options(page), ORIGIN)
         assert answer(client, page, action, credential).status_code == HTTPStatus.FOUND
         page, _ = login_page(client, prompt="login")
-        replay = answer(
-            client, page, page.request.url.replace("/login?", "/login/passkey?"), credential
-        )
+        replay = answer(client, page, passkey_action(page), credential)
         assert replay.status_code == HTTPStatus.BAD_REQUEST
 
     def test_passkey_page_without_javascript_explains(self, client, rp):
         page, _ = login_page(client)
-        alone = client.get(page.request.url.replace("/login?", "/login/passkey?"))
+        alone = client.get(passkey_action(page))
         assert alone.status_code == HTTPStatus.OK
         assert "kræver JavaScript" in text(alone)
 
@@ -153,11 +163,10 @@ class TestSecondFactor:
         device.verifies_user = False
         pkce = Pkce.new()
         response = authorize(client, authorize_params("portal", pkce))
-        response = submit_login(client, response.location, user.email)
-        assert response.location.startswith("/login/key?flow=")
-        page = follow(client, response)
+        page = screen(client, submit_login(client, response, user.email))
+        assert form_action(page).startswith("/login/key?flow=")
         assert '"allowCredentials": [{' in options(page)
-        done = answer(client, page, page.request.url, device.get_json(options(page), ORIGIN))
+        done = answer(client, page, form_action(page), device.get_json(options(page), ORIGIN))
         assert done.location.startswith(REDIRECT_URI)
         assert claims(app, client, rp, done, pkce)["amr"] == ["pwd", "hwk", "mfa"]
 
@@ -165,7 +174,8 @@ class TestSecondFactor:
         factory.enrol(user)
         factory.passkey(user, Authenticator())
         page = second_factor_page(client, user)
-        methods = client.get(page.request.url.replace("/login/key", "/login/methods"))
+        assert form_action(page).startswith("/login/key?flow=")
+        methods = client.get(form_action(page).replace("/login/key", "/login/methods"))
         assert "Brug din sikkerhedsnøgle eller biometri" in text(methods)
 
     def test_the_key_of_another_account_is_refused(self, client, rp, user, factory):
@@ -173,8 +183,9 @@ class TestSecondFactor:
         other_device = Authenticator()
         factory.passkey(factory.user("ann@example.com"), other_device)
         page = second_factor_page(client, user)
+        assert form_action(page).startswith("/login/key?flow=")
         refused = answer(
-            client, page, page.request.url, other_device.get_json(options(page), ORIGIN)
+            client, page, form_action(page), other_device.get_json(options(page), ORIGIN)
         )
         assert refused.status_code == HTTPStatus.BAD_REQUEST
 
