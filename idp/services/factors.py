@@ -43,8 +43,6 @@ _TOTP_STEP = (
         ),
     )
     .values(last_used_step=bindparam("new_step"))
-    # No credential is loaded in the session: nothing there to bring up to date.
-    .execution_options(synchronize_session=False)
 )
 
 
@@ -64,7 +62,9 @@ class Factors:
     def methods(self, session: Session, user: User) -> list[str]:
         """The methods ``user`` has enrolled, in order of preference."""
         # One round trip, as the password step runs it at every login.
-        webauthn, app, recovery_code = session.execute(_ENROLLED, {"user": user.id}).one()
+        webauthn, app, recovery_code = (
+            session.connection().execute(_ENROLLED, {"user": user.id}).one()
+        )
         found = []
         if webauthn:
             found.append(Method.WEBAUTHN)
@@ -99,11 +99,12 @@ class Factors:
 
         :raises totp.InvalidCodeError: (or a subclass) when the code is refused.
         """
-        row = session.execute(_TOTP, {"user": user_id}).first()
+        connection = session.connection()  # plain rows: no ORM layer needed
+        row = connection.execute(_TOTP, {"user": user_id}).first()
         if row is None:
             raise totp.InvalidCodeError("no authenticator app enrolled")
         step = totp.verify(self.box.decrypt(row.secret_encrypted), code, row.last_used_step)
-        written = session.execute(_TOTP_STEP, {"user": user_id, "step": step, "new_step": step})
+        written = connection.execute(_TOTP_STEP, {"user": user_id, "step": step, "new_step": step})
         if written.rowcount != 1:  # type: ignore[attr-defined]
             raise totp.CodeReusedError("accepted meanwhile by another request")
 

@@ -9,7 +9,6 @@ user's sessions, so revoking them costs O(that user's sessions).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -62,7 +61,7 @@ class SessionStore:
         ttl = self._ttl(session, now)
         if ttl <= 0:
             return False
-        payload = json.dumps(asdict(session))
+        payload = json.dumps(vars(session))  # plain fields: no deep copy needed
         sess_key = self.store.key("sess", session.key)
         sid_key = self.store.key("sid", session.id)
         user_index = self.store.key("usess", str(session.user_id))

@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import secrets as std_secrets
 from collections.abc import Callable
-from dataclasses import asdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +150,7 @@ class Tokens:
         self.store.call(
             "SET",
             self.store.key("code", secrets.digest(code)),
-            json.dumps(asdict(data)),
+            json.dumps(vars(data)),
             "EX",
             self.code_seconds,
         )
