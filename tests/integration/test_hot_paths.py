@@ -6,6 +6,7 @@ measured by ``make bench``."""
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -237,3 +238,31 @@ def test_a_password_and_totp_login_stays_small(app, factory, setup):
             ["GET", "GET", "MULTI", "DEL", "MULTI", "DEL", "MULTI", "SET"],
         ),
     }
+
+
+def test_flask_answers_reach_the_server_in_one_piece(app):
+    """The WSGI server gets a list with the whole body (sent at once, not
+    iterated chunk by chunk), and the app's iterable is closed."""
+    closed = []
+
+    def chunks():  # type: ignore[no-untyped-def]
+        try:
+            yield b"one "
+            yield b"two"
+        finally:
+            closed.append(True)
+
+    app.add_url_rule("/test-chunks", "test_chunks", lambda: app.response_class(chunks()))
+    statuses = []
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/test-chunks",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+    }
+    body = app.wsgi_app(environ, lambda status, headers, *_: statuses.append(status))
+    assert statuses == ["200 OK"]
+    assert body == [b"one two"]
+    assert closed == [True]
