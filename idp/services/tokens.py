@@ -195,13 +195,21 @@ class Tokens:
         None)`` for an unknown code.
         """
         digest = secrets.digest(code)
-        raw = self.store.redis.getdel(self.store.key("code", digest))
         used_key = self.store.key("code-used", digest)
-        if raw is None:
-            previous = self.store.redis.get(used_key)
-            return None, previous.decode() if previous else None
         grant_id = new_grant_id()
-        self.store.redis.set(used_key, grant_id, ex=USED_CODE_MEMORY_SECONDS)
+        # One transaction: a replay at any moment finds either the code or
+        # the mark naming the grant it produced.
+        raw, previous, marked = self.store.transaction(
+            ("GETDEL", self.store.key("code", digest)),
+            ("GET", used_key),
+            ("SET", used_key, grant_id, "EX", USED_CODE_MEMORY_SECONDS, "NX"),
+        )
+        if raw is None:
+            if marked is not None:  # an unknown code: no mark for it
+                self.store.call("DEL", used_key)
+            return None, previous.decode() if previous else None
+        if marked is None:  # marked already, so never this call's to spend
+            return None, previous.decode() if previous else None
         data = CodeData(**json.loads(raw))
         if clock.now() >= data.expires_at:
             return None, None

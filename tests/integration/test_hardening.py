@@ -182,6 +182,17 @@ def test_code_replayed_before_its_grant_was_written_still_revokes_it(app, client
         assert get_session().get(Grant, grant_id).revoked_at is not None
 
 
+def test_a_consumed_code_names_its_grant_and_an_unknown_one_leaves_no_mark(app, client, rp, user):
+    tokens = app.extensions["idp"].tokens
+    code = login_for_code(client, "portal", user.email, Pkce.new())["code"]
+    data, grant_id = tokens.consume_code(code)
+    assert data is not None
+    assert grant_id
+    assert tokens.consume_code(code) == (None, grant_id)  # a replay names the grant
+    assert tokens.consume_code("no-such-code") == (None, None)
+    assert tokens.consume_code("no-such-code") == (None, None)  # no mark was left
+
+
 def test_behind_a_tls_proxy_the_token_endpoint_works(settings, make_app):
     app = make_app(settings.replace(issuer="https://login.example.com", trusted_proxies=1))
     client = app.test_client()

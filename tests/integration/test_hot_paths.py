@@ -172,9 +172,10 @@ def test_code_exchange_and_refresh_stay_small(client, setup):
         assert work.sql == ["WITH"]
         assert work.redis == ["GET", "MULTI"]
     else:
-        # The code's user and its new grant in one transaction; the first refresh token.
+        # The code's user and its new grant in one transaction; the first
+        # refresh token; the code consumed and marked used in one transaction.
         assert work.sql == ["SELECT", "INSERT", "INSERT"]
-        assert work.redis == ["GETDEL", "SET", "EXISTS"]
+        assert work.redis == ["MULTI", "EXISTS"]
     with work.counting():
         response = client.post(
             "/token",
