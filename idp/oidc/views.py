@@ -325,6 +325,11 @@ def authorize() -> Any:
             flow = start_flow(params, Step.IDENTIFY)
             if flow is None:
                 return too_many_attempts_page(FLOW_WINDOW_SECONDS)
+            if request.method == "POST":
+                # A form posted from another site carries no SameSite=Lax
+                # cookie (the remembered address, the language): the screen
+                # comes from a GET of its own, which does.
+                return redirect(url_for("login.identify", flow=flow.id))
             # The e-mail screen itself, not a redirect to it (one request
             # fewer per login); its form posts to the flow's own URL.
             from idp.views.login import identify_page

@@ -44,7 +44,10 @@ class Audit:
         **details: Any,
     ) -> None:
         """Write one event, committed at once (so it survives a later error)
-        unless ``commit`` is false: then it goes with the caller's commit."""
+        unless ``commit`` is false: then it goes with the caller's commit.
+        The insert goes straight to the session's connection, without
+        flushing what the session has pending: an event that refers to a new
+        row needs that row flushed first."""
         # On the session's connection, in its transaction, without the ORM's
         # bulk-insert layer (a third of the statement's cost).
         session.connection().execute(

@@ -182,7 +182,10 @@ def _wait_message(seconds: int) -> str:
 # -- e-mail first ----------------------------------------------------------------
 def identify_page(flow: Flow) -> Any:
     """The e-mail screen, pre-filled from the flow, ``login_hint`` or the
-    remembered address."""
+    remembered address. Its address for the language switch is the flow's
+    (the authorization request's would start another flow)."""
+    g.ui_locales = flow.params.get("ui_locales")
+    g.screen_path = url_for("login.identify", flow=flow.id)
     remembered = request.cookies.get(REMEMBER_COOKIE, "")
     email = flow.email or flow.params.get("login_hint") or remembered
     return _render(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from http import HTTPStatus
 from urllib.parse import urlencode
 
@@ -150,10 +152,29 @@ def test_login_returns_a_code_state_and_issuer(client, rp, user):
 
 
 def test_authorization_request_by_post_works(client, rp, user):
-    response = client.post("/authorize", data=authorize_params(rp.client_id, Pkce.new()))
-    assert is_login_screen(response)
-    assert form_action(response).startswith("/login?flow=")
-    assert query(submit_login(client, response, user.email).location)["code"]
+    # A form posted from another site carries no SameSite=Lax cookie (the
+    # remembered address, the language): the e-mail screen is a GET of its own.
+    response = client.post(
+        "/authorize", data=authorize_params(rp.client_id, Pkce.new(), ui_locales="en")
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    assert response.location.startswith("/login?flow=")
+    page = screen(client, response.location)
+    assert "E-mail address" in page.get_data(as_text=True)  # ui_locales of the form
+    assert query(submit_login(client, page, user.email).location)["code"]
+
+
+def test_the_email_screens_language_switch_keeps_the_flow(client, rp):
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    flow_path = form_action(response)
+    link = re.search(r'href="(/language/en\?next=[^"]+)"', response.get_data(as_text=True))
+    assert link
+    assert query(html.unescape(link.group(1)))["next"] == flow_path
+    switched = client.get(html.unescape(link.group(1)))
+    assert switched.location == flow_path
+    page = screen(client, switched.location)
+    assert "E-mail address" in page.get_data(as_text=True)
+    assert form_action(page) == flow_path  # the same flow, not a new one
 
 
 def test_unknown_parameters_are_ignored(client, rp, user):
