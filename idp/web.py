@@ -27,6 +27,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from idp.context import services
+from idp.services.flows import FlowError
 from idp.services.sessions import SsoSession
 
 __all__ = [
@@ -191,6 +192,7 @@ def _page_gettext(translations: Any) -> Any:
 
 def init_app(app: Flask) -> None:
     from idp.oidc.views import bp as oidc_bp
+    from idp.oidc.views import restart_page
     from idp.views.activation import bp as activation_bp
     from idp.views.admin import bp as admin_bp
     from idp.views.consent import bp as consent_bp
@@ -230,6 +232,12 @@ def init_app(app: Flask) -> None:
             _("The page expired"),
             _("The form was too old or came from another page. Go back and try again."),
         )
+
+    @app.errorhandler(FlowError)
+    def _flow_ended(error: FlowError) -> Any:
+        # A flow that ends while a step is answered (its time ran out between
+        # loading and saving it): start again, as when it was loaded.
+        return restart_page()
 
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)

@@ -11,6 +11,7 @@ import pytest
 from joserfc import jwt
 
 from idp import clock
+from idp.services.flows import FlowError
 from tests.factories import PASSWORD
 from tests.factories import REDIRECT_URI
 from tests.factories import Pkce
@@ -831,6 +832,19 @@ class TestAnotherStep:
             assert again.status_code == HTTPStatus.SEE_OTHER
             assert again.location == enrolment.location
         assert totp_key(screen(client, enrolment.location))  # the app's set-up screen
+
+    def test_a_flow_that_runs_out_while_its_screen_is_answered_says_start_again(
+        self, app, client, rp, user, monkeypatch
+    ):
+        page = start(client)
+
+        def ran_out(flow):  # type: ignore[no-untyped-def]
+            raise FlowError("expired")
+
+        monkeypatch.setattr(app.extensions["idp"].flows, "save", ran_out)
+        answer = form_post(client, page, {"email": user.email})
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        assert "Start venligst forfra" in text(answer)
 
     def test_another_browser_or_an_unknown_flow_gets_the_start_again_page(
         self, app, client, rp, user
