@@ -476,7 +476,7 @@ def security_key(flow: Flow, user: User) -> Any:
     """A passkey or security key as the second factor, after the password."""
     svc = services()
     session = get_session()
-    scope = f"second:{flow.id}"
+    scope = _key_scope(flow)
     if request.method == "GET":
         return _security_key_page(flow, user)
     try:
@@ -496,9 +496,15 @@ def security_key(flow: Flow, user: User) -> Any:
     return complete(flow, user, ["pwd", verified.amr, "mfa"])
 
 
+def _key_scope(flow: Flow) -> str:
+    """Where the second-factor key challenge of this login is kept: the
+    screen stores it there and the answer is checked against it."""
+    return f"second:{flow.id}"
+
+
 def _security_key_page(flow: Flow, user: User, status: int = 200, **context: Any) -> Any:
     """The security key screen with a fresh challenge for the user's keys."""
-    options = services().passkeys.authentication_options(get_session(), f"second:{flow.id}", user)
+    options = services().passkeys.authentication_options(get_session(), _key_scope(flow), user)
     return _render("security_key", flow, status, options=options, **context)
 
 
