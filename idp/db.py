@@ -1,5 +1,6 @@
 """The SQL connections: one engine per app, one session per request; and a
-second engine for the one-statement work of the hot-path shortcuts."""
+second engine, where each statement commits by itself, for the one-statement
+work of the hot-path shortcuts and the reads that need no transaction."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
-__all__ = ["dispose", "get_session", "init_app", "make_engine"]
+__all__ = ["dispose", "get_reader", "get_session", "init_app", "make_engine"]
 
 #: A pooled connection back in the pool for less than this is handed out
 #: without a ping (as PgBouncer's ``server_check_delay`` and HikariCP's
@@ -33,9 +34,7 @@ def make_engine(url: str, single_statements: bool = False) -> Engine:
     A connection that has been idle in the pool for a while is pinged
     before use (a server restart or an idle timeout does not fail the next
     request). With ``single_statements``: each statement commits by itself
-    (no BEGIN or ROLLBACK round trips) and connections are not pinged; for
-    callers that can take a failed statement (a dropped connection is
-    discarded, and the shortcuts then hand the request to the full endpoint).
+    (no BEGIN or ROLLBACK round trips).
     """
     kwargs: dict[str, Any] = {}
     if single_statements:
@@ -48,7 +47,7 @@ def make_engine(url: str, single_statements: bool = False) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
-    elif not single_statements:
+    else:
         event.listen(engine, "checkin", _note_idle)
         event.listen(engine, "checkout", functools.partial(_ping_if_idle, engine.dialect))
     return engine
@@ -84,6 +83,9 @@ def init_app(app: Flask) -> None:
         app.extensions["idp.settings"].sqlalchemy_url, single_statements=True
     )
     app.extensions["idp.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["idp.readermaker"] = sessionmaker(
+        app.extensions["idp.statement_engine"], expire_on_commit=False
+    )
     app.teardown_appcontext(_close_session)
 
 
@@ -101,7 +103,19 @@ def get_session() -> Session:
     return session
 
 
+def get_reader() -> Session:
+    """The request's session for reads that need no transaction (the
+    password step's account): on the engine where each statement commits by
+    itself, so a lone SELECT is one round trip, not BEGIN, SELECT and
+    ROLLBACK. What it writes is committed statement by statement."""
+    if "db_reader" not in g:
+        g.db_reader = current_app.extensions["idp.readermaker"]()
+    session: Session = g.db_reader
+    return session
+
+
 def _close_session(_exc: BaseException | None) -> None:
-    session = g.pop("db_session", None)
-    if session is not None:
-        session.close()
+    for name in ("db_session", "db_reader"):
+        session = g.pop(name, None)
+        if session is not None:
+            session.close()

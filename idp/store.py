@@ -8,6 +8,7 @@ deployments (and every test its own namespace).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 import weakref
@@ -18,6 +19,8 @@ from flask import Flask
 from flask import current_app
 
 __all__ = ["Store", "get_store", "init_app"]
+
+logger = logging.getLogger(__name__)
 
 
 class _Own:
@@ -55,13 +58,14 @@ class Store:
         the command sent once more on a new one (safe, the command being
         idempotent); a second failure is raised.
         """
+        commands = [*self._take_later(), command]
         own = self._own()
         if own is not None:
             try:
-                return self._send(own, [command])[0]
+                return self._send(own, commands)[-1]
             except (redis.ConnectionError, redis.TimeoutError):
                 pass  # gone stale (a Redis restart): once more, on a new connection
-        return self._send(self._new_own(), [command])[0]
+        return self._send(self._new_own(), commands)[-1]
 
     def transaction(self, *commands: tuple[Any, ...]) -> list[Any]:
         """The raw answers to ``commands`` run atomically (``MULTI`` …
@@ -76,11 +80,31 @@ class Store:
                     own = None
             except (redis.ConnectionError, redis.TimeoutError):
                 own = None
-        answers = self._send(own or self._new_own(), [("MULTI",), *commands, ("EXEC",)])
+        answers = self._send(
+            own or self._new_own(), [*self._take_later(), ("MULTI",), *commands, ("EXEC",)]
+        )
         for answer in answers[-1]:
             if isinstance(answer, redis.ResponseError):
                 raise answer
         return list(answers[-1])
+
+    def later(self, *command: Any) -> None:
+        """Send ``command``, a write whose answer nobody waits for and that
+        may be sent twice (a ``DEL``), with the calling thread's next
+        :meth:`call` or :meth:`transaction` (ahead of it, in the same round
+        trip), or at the end of the app context (:meth:`flush`), whichever
+        comes first. Not for keys read through :attr:`redis` in between."""
+        self._local.__dict__.setdefault("later", []).append(command)
+
+    def flush(self) -> None:
+        """Send the commands :meth:`later` holds for the calling thread."""
+        if self._local.__dict__.get("later"):
+            commands = self._take_later()
+            self._send(self._own() or self._new_own(), commands)
+
+    def _take_later(self) -> list[tuple[Any, ...]]:
+        later: list[tuple[Any, ...]] = self._local.__dict__.pop("later", [])
+        return later
 
     def close(self) -> None:
         """Close the threads' own connections and the client's pool."""
@@ -144,7 +168,16 @@ def _forget_after_fork(store: weakref.ref[Store]) -> None:
 
 def init_app(app: Flask, store: Store | None = None) -> None:
     settings = app.extensions["idp.settings"]
-    app.extensions["idp.store"] = store or Store.from_url(settings.redis_url, settings.redis_prefix)
+    store = store or Store.from_url(settings.redis_url, settings.redis_prefix)
+    app.extensions["idp.store"] = store
+
+    @app.teardown_appcontext
+    def _flush(_exc: BaseException | None) -> None:
+        try:
+            store.flush()
+        except redis.RedisError:
+            # Only deletions wait there: what they would remove expires by itself.
+            logger.warning("Redis: could not send the request's last deletions", exc_info=True)
 
 
 def get_store() -> Store:

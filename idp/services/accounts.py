@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Row
+from sqlalchemy import Select
 from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,10 +15,10 @@ from sqlalchemy.orm import Session
 from idp.models import User
 from idp.services.passwords import Passwords
 
-__all__ = ["AccountError", "Accounts", "UserProfile", "normalize_email"]
+__all__ = ["BY_EMAIL", "AccountError", "Accounts", "UserProfile", "normalize_email"]
 
-#: The password step's query, built once.
-_BY_EMAIL = select(User).where(User.email == bindparam("email"))
+#: The account of an e-mail address (the parameter ``email``), built once.
+BY_EMAIL = select(User).where(User.email == bindparam("email"))
 
 
 class AccountError(ValueError):
@@ -103,14 +105,24 @@ class Accounts:
         tells whether the account exists. A hash made with older parameters is
         upgraded on success.
         """
-        user = session.scalar(_BY_EMAIL, {"email": normalize_email(email)})
+        row = self.authenticate_row(session, email, password)
+        return row[0] if row is not None else None
+
+    def authenticate_row(
+        self, session: Session, email: str, password: str, query: Select[Any] = BY_EMAIL
+    ) -> Row[Any] | None:
+        """:meth:`authenticate` with ``query``'s row: the user, then what else
+        the query selects (a statement built on :data:`BY_EMAIL`), so that
+        the password step reads all it needs in one round trip."""
+        row = session.execute(query, {"email": normalize_email(email)}).first()
+        user: User | None = row[0] if row is not None else None
         stored = user.password_hash if user is not None else None
         if not self.passwords.verify(stored, password) or user is None or not user.is_active:
             return None
         if stored and self.passwords.needs_rehash(stored):
             user.password_hash = self.passwords.hash(password)
             session.commit()
-        return user
+        return row
 
     @staticmethod
     def _get(session: Session, email: str) -> User:

@@ -4,6 +4,9 @@ hashed (emergency code); WebAuthn keys are public keys."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Exists
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import exists
@@ -20,16 +23,25 @@ from idp.services import recovery
 from idp.services import totp
 from idp.services.crypto import SecretBox
 
-__all__ = ["Factors", "Method"]
+__all__ = ["ENROLLED_COLUMNS", "Factors", "Method"]
 
 # The statements of every login, built once (building one costs more than
 # sending it): which factors a user has, the app's secret, its step written.
 _USER = bindparam("user")
-_ENROLLED = select(
-    exists().where(WebAuthnCredential.user_id == _USER),
-    exists().where(TotpCredential.user_id == _USER),
-    exists().where(RecoveryCode.user_id == _USER),
-)
+
+
+def _enrolled(user_id: Any) -> tuple[Exists, Exists, Exists]:
+    return (
+        exists().where(WebAuthnCredential.user_id == user_id),
+        exists().where(TotpCredential.user_id == user_id),
+        exists().where(RecoveryCode.user_id == user_id),
+    )
+
+
+_ENROLLED = select(*_enrolled(_USER))
+#: Which factors the user of a query has, as three more columns of it (for
+#: :meth:`Factors.methods`' ``enrolled``).
+ENROLLED_COLUMNS = _enrolled(User.id)
 _TOTP = select(TotpCredential.secret_encrypted, TotpCredential.last_used_step).where(
     TotpCredential.user_id == _USER
 )
@@ -59,12 +71,14 @@ class Factors:
     def __init__(self, box: SecretBox) -> None:
         self.box = box
 
-    def methods(self, session: Session, user: User) -> list[str]:
-        """The methods ``user`` has enrolled, in order of preference."""
-        # One round trip, as the password step runs it at every login.
-        webauthn, app, recovery_code = (
-            session.connection().execute(_ENROLLED, {"user": user.id}).one()
-        )
+    def methods(
+        self, session: Session, user: User, enrolled: tuple[Any, ...] | None = None
+    ) -> list[str]:
+        """The methods ``user`` has enrolled, in order of preference;
+        ``enrolled``: the :data:`ENROLLED_COLUMNS` of ``user``, read already."""
+        if enrolled is None:  # one round trip
+            enrolled = tuple(session.connection().execute(_ENROLLED, {"user": user.id}).one())
+        webauthn, app, recovery_code = enrolled
         found = []
         if webauthn:
             found.append(Method.WEBAUTHN)

@@ -158,4 +158,5 @@ class FlowStore:
         return flow
 
     def finish(self, flow: Flow) -> None:
-        self.store.call("DEL", self._key(flow.id))
+        """The flow is over (sent with the next round trip)."""
+        self.store.later("DEL", self._key(flow.id))

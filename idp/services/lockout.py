@@ -65,11 +65,18 @@ class Lockout:
         :raises AccountLockedError: the account is locked, or this attempt is
             beyond the allowance (parallel requests that raced past the check).
         """
-        self.check(account)
         key = self._key(kind, account)
-        _, attempts = self.store.transaction(
-            ("SET", key, 0, "EX", self.window_seconds, "NX"), ("INCR", key)
+        # The lock read and the attempt counted in one round trip; an attempt
+        # on a locked account is uncounted again (rare: a second one).
+        until, _, attempts = self.store.transaction(
+            ("GET", self._key("until", account)),
+            ("SET", key, 0, "EX", self.window_seconds, "NX"),
+            ("INCR", key),
         )
+        if until is not None and float(until) > clock.now():
+            # A count that expired in between is not left behind without an expiry.
+            self.store.transaction(("DECR", key), ("EXPIRE", key, self.window_seconds, "NX"))
+            raise AccountLockedError(math.ceil(float(until) - clock.now()))
         if attempts > self.max_failures:
             raise AccountLockedError(self.base_lock_seconds)
 
@@ -77,6 +84,7 @@ class Lockout:
         """The counted attempt failed. Returns the lock's length in seconds when
         this failure locks the account."""
         key = self._key(kind, account)
+        self.store.flush()  # a count cleared meanwhile is cleared first
         attempts = int(self.store.redis.get(key) or 0)
         if attempts < self.max_failures:
             return None
@@ -97,8 +105,8 @@ class Lockout:
 
     def succeeded(self, account: str, kind: str) -> None:
         """The attempt was right: its kind's count starts again (the lock
-        history stays)."""
-        self.store.call("DEL", self._key(kind, account))
+        history stays). Sent with the next round trip."""
+        self.store.later("DEL", self._key(kind, account))
 
     def lift(self, account: str) -> None:
         """End a lock and every count: the owner proved who they are another way."""

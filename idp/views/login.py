@@ -32,6 +32,7 @@ from sqlalchemy import select
 
 from idp import clock
 from idp.context import services
+from idp.db import get_reader
 from idp.db import get_session
 from idp.invitations import send_password_reset_link
 from idp.models import User
@@ -46,10 +47,12 @@ from idp.services import passkeys
 from idp.services import recovery
 from idp.services import sms
 from idp.services import totp
+from idp.services.accounts import BY_EMAIL
 from idp.services.accounts import normalize_email
 from idp.services.actions import PASSWORD_RESET
 from idp.services.actions import ActionTokenError
 from idp.services.audit import Origin
+from idp.services.factors import ENROLLED_COLUMNS
 from idp.services.factors import Method
 from idp.services.flows import Flow
 from idp.services.flows import FlowError
@@ -83,6 +86,9 @@ ACR_TWO_FACTORS = "2fa"
 def origin() -> Origin:
     return Origin(ip=request.remote_addr, user_agent=request.user_agent.string)
 
+
+#: The password step's one statement: the account and which factors it has.
+_ACCOUNT_AND_FACTORS = BY_EMAIL.add_columns(*ENROLLED_COLUMNS)
 
 #: The screen of each step of a login (the second factor's: its method's),
 #: and of the enrolment a login goes through when the account must have a
@@ -307,14 +313,17 @@ def password() -> Any:
         return response
 
     svc = services()
-    session = get_session()
+    # Read outside a transaction: the account and its factors, one round trip.
+    session = get_reader()
     try:
         svc.limiter.check("login-ip", request.remote_addr or "-", FAILURES_PER_IP)
         svc.lockout.attempt(email, lockout.PASSWORD)
     except TooManyAttemptsError as error:
         return _render("password", flow, 429, email=email, error=_wait_message(error.resets_in))
-    user = svc.accounts.authenticate(session, email, request.form.get("password", ""))
-    if user is None:
+    row = svc.accounts.authenticate_row(
+        session, email, request.form.get("password", ""), _ACCOUNT_AND_FACTORS
+    )
+    if row is None:
         known = svc.accounts.find(email)
         subject_id = known.id if known else None
         svc.audit.record(
@@ -342,17 +351,18 @@ def password() -> Any:
             error=_("The e-mail address or the password is wrong."),
         )
     svc.lockout.succeeded(email, lockout.PASSWORD)
+    user, *enrolled = row
     flow.password_stamp = password_stamp(user)
     flow.user_id = user.id
     flow.amr = ["pwd"]
     flow.auth_time = clock.now()
-    return _after_password(flow, user)
+    return _after_password(flow, user, tuple(enrolled))
 
 
-def _after_password(flow: Flow, user: User) -> Any:
+def _after_password(flow: Flow, user: User, enrolled: tuple[Any, ...]) -> Any:
     """Second factor if enrolled (its screen); enrolment if required and
     missing; else done."""
-    methods = services().factors.methods(get_session(), user)
+    methods = services().factors.methods(get_session(), user, enrolled)
     if Method.WEBAUTHN in methods:
         flow.method = Method.WEBAUTHN
         services().flows.advance(flow, Step.SECOND_FACTOR)

@@ -71,3 +71,18 @@ def test_accounts_are_apart(lockout):
     for _ in range(3):
         fail(lockout)
     lockout.check("ann@example.com")
+
+
+def test_attempts_on_a_locked_account_are_not_counted(lockout, monkeypatch):
+    """Tries refused by a lock do not eat into the allowance after it."""
+    now = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: now)
+    for _ in range(3):
+        fail(lockout)
+    for _ in range(5):
+        with pytest.raises(AccountLockedError):
+            lockout.attempt("kim@example.com", PASSWORD)
+    monkeypatch.setattr(clock, "now", lambda: now + 61)
+    assert fail(lockout) is None
+    assert fail(lockout) is None
+    assert fail(lockout) == 120  # the second lock within a day: doubled

@@ -177,3 +177,50 @@ def test_a_child_process_makes_its_own_connection(store: Store) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.call("GET", store.key("a")) == b"1"  # the parent's connection is intact
+
+
+def sends(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many commands each write of the thread's own connection carried."""
+    store.call("PING")
+    connection = store._own().connection  # type: ignore[union-attr]
+    pack, counts = connection.pack_commands, []
+
+    def counted(commands: Any) -> Any:
+        counts.append(len(commands))
+        return pack(commands)
+
+    monkeypatch.setattr(connection, "pack_commands", counted)
+    return counts
+
+
+def test_a_later_deletion_rides_with_the_next_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.redis.set(store.key("a"), b"1")
+    counts = sends(store, monkeypatch)
+    store.later("DEL", store.key("a"))
+    assert store.redis.get(store.key("a")) == b"1"  # not sent yet
+    assert store.call("GET", store.key("a")) is None  # sent first, in the same write
+    assert counts == [2]
+    store.call("GET", store.key("a"))
+    assert counts == [2, 1]  # and only once
+
+
+def test_a_later_deletion_rides_with_the_next_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.redis.set(store.key("a"), b"1")
+    counts = sends(store, monkeypatch)
+    store.later("DEL", store.key("a"))
+    assert store.transaction(("GET", store.key("a")), ("INCR", store.key("b"))) == [None, 1]
+    assert counts == [5]  # DEL, MULTI, GET, INCR, EXEC
+
+
+def test_what_waits_is_sent_at_the_end_of_the_app_context(app) -> None:  # type: ignore[no-untyped-def]
+    store = app.extensions["idp.store"]
+    store.redis.set(store.key("a"), b"1")
+    with app.app_context():
+        store.later("DEL", store.key("a"))
+        assert store.redis.get(store.key("a")) == b"1"
+    assert store.redis.get(store.key("a")) is None
+    store.flush()  # nothing left: no round trip, no error
