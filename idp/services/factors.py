@@ -23,7 +23,7 @@ from idp.services import recovery
 from idp.services import totp
 from idp.services.crypto import SecretBox
 
-__all__ = ["ENROLLED_COLUMNS", "Factors", "Method"]
+__all__ = ["ENROLLED_COLUMNS", "TOTP_COLUMNS", "Factors", "Method"]
 
 # The statements of every login, built once (building one costs more than
 # sending it): which factors a user has, the app's secret, its step written.
@@ -42,9 +42,9 @@ _ENROLLED = select(*_enrolled(_USER))
 #: Which factors the user of a query has, as three more columns of it (for
 #: :meth:`Factors.methods`' ``enrolled``).
 ENROLLED_COLUMNS = _enrolled(User.id)
-_TOTP = select(TotpCredential.secret_encrypted, TotpCredential.last_used_step).where(
-    TotpCredential.user_id == _USER
-)
+#: The app's secret and the time step of the last code it accepted.
+TOTP_COLUMNS = (TotpCredential.secret_encrypted, TotpCredential.last_used_step)
+_TOTP = select(*TOTP_COLUMNS).where(TotpCredential.user_id == _USER)
 _TOTP_STEP = (
     update(TotpCredential)
     .where(
@@ -105,19 +105,24 @@ class Factors:
         )
         session.commit()
 
-    def verify_totp(self, session: Session, user_id: int, code: str) -> None:
+    def verify_totp(
+        self, session: Session, user_id: int, code: str, app: tuple[Any, ...] | None = None
+    ) -> None:
         """Check a code from the user's app and record its time step in the
         caller's transaction (the caller commits). The step is written only
         over an older one, so of concurrent requests with one code only the
-        first to write is accepted.
+        first to write is accepted. ``app``: the app's :data:`TOTP_COLUMNS`,
+        read already (``None`` in them: no app).
 
         :raises totp.InvalidCodeError: (or a subclass) when the code is refused.
         """
         connection = session.connection()  # plain rows: no ORM layer needed
-        row = connection.execute(_TOTP, {"user": user_id}).first()
-        if row is None:
+        if app is None:
+            app = tuple(connection.execute(_TOTP, {"user": user_id}).first() or (None, None))
+        secret_encrypted, last_used_step = app
+        if secret_encrypted is None:
             raise totp.InvalidCodeError("no authenticator app enrolled")
-        step = totp.verify(self.box.decrypt(row.secret_encrypted), code, row.last_used_step)
+        step = totp.verify(self.box.decrypt(secret_encrypted), code, last_used_step)
         written = connection.execute(_TOTP_STEP, {"user": user_id, "step": step, "new_step": step})
         if written.rowcount != 1:  # type: ignore[attr-defined]
             raise totp.CodeReusedError("accepted meanwhile by another request")

@@ -28,6 +28,9 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from flask_babel import gettext as _
+from sqlalchemy import Row
+from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import select
 
 from idp import clock
@@ -35,6 +38,7 @@ from idp.context import services
 from idp.db import get_reader
 from idp.db import get_session
 from idp.invitations import send_password_reset_link
+from idp.models import TotpCredential
 from idp.models import User
 from idp.models import WebAuthnCredential
 from idp.notify import notify
@@ -53,6 +57,7 @@ from idp.services.actions import PASSWORD_RESET
 from idp.services.actions import ActionTokenError
 from idp.services.audit import Origin
 from idp.services.factors import ENROLLED_COLUMNS
+from idp.services.factors import TOTP_COLUMNS
 from idp.services.factors import Method
 from idp.services.flows import Flow
 from idp.services.flows import FlowError
@@ -89,6 +94,12 @@ def origin() -> Origin:
 
 #: The password step's one statement: the account and which factors it has.
 _ACCOUNT_AND_FACTORS = BY_EMAIL.add_columns(*ENROLLED_COLUMNS)
+#: The authenticator code's: the account and its app's secret and last step.
+_ACCOUNT_AND_APP = (
+    select(User, *TOTP_COLUMNS)
+    .outerjoin(TotpCredential, TotpCredential.user_id == User.id)
+    .where(User.id == bindparam("id"))
+)
 
 #: The screen of each step of a login (the second factor's: its method's),
 #: and of the enrolment a login goes through when the account must have a
@@ -119,11 +130,18 @@ def _load(*steps: str) -> Flow:
     return flow
 
 
-def _user(flow: Flow) -> User:
-    user = get_session().get(User, flow.user_id) if flow.user_id else None
+def _user(flow: Flow, query: Select[Any] | None = None) -> Any:
+    """The flow's active user; with ``query`` (the user by the parameter
+    ``id``, and more columns), its row, read outside a transaction."""
+    if query is None:
+        user = get_session().get(User, flow.user_id) if flow.user_id else None
+        found = user
+    else:
+        found = get_reader().execute(query, {"id": flow.user_id}).first() if flow.user_id else None
+        user = found[0] if found is not None else None
     if user is None or not user.is_active:
         raise FlowError("no user in this flow")
-    return user
+    return found
 
 
 def current_screen(error: FlowError) -> Any:
@@ -144,21 +162,22 @@ def current_screen(error: FlowError) -> Any:
 
 
 def at_step(
-    step: str, *, user_on_get: bool = True
+    step: str, *, user_on_get: bool = True, query: Select[Any] | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the view with the login flow at ``step`` and its user (the flow
     checked for kind and browser, the user for being there and active); a
     flow at another step gets its current screen, anything else the
     start-again page. Without ``user_on_get`` a page
     that needs nothing of the account is shown without reading it (``None``);
-    its form's answer reads and checks it."""
+    its form's answer reads and checks it. With ``query`` the view gets its
+    row instead of the user (see :func:`_user`)."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             try:
                 flow = _load(step)
-                user = _user(flow) if user_on_get or request.method != "GET" else None
+                user = _user(flow, query) if user_on_get or request.method != "GET" else None
             except FlowError as error:
                 return current_screen(error)
             return view(flow, user, *args, **kwargs)
@@ -454,17 +473,20 @@ def _code_failed(flow: Flow, user: User, method: str) -> str | None:
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
-@at_step(Step.SECOND_FACTOR, user_on_get=False)
-def authenticator(flow: Flow, user: User | None) -> Any:
+@at_step(Step.SECOND_FACTOR, user_on_get=False, query=_ACCOUNT_AND_APP)
+def authenticator(flow: Flow, found: Row[Any] | None) -> Any:
     """ "Find koden i din Authenticator app"."""
-    if user is None:  # the page
+    if found is None:  # the page
         return _render("totp", flow)
+    user, *app = found
     try:
         services().lockout.attempt(user.email, lockout.SECOND_FACTOR)
     except AccountLockedError as error:
         return _render("totp", flow, 429, error=_wait_message(error.resets_in))
     try:
-        services().factors.verify_totp(get_session(), user.id, request.form.get("code", ""))
+        services().factors.verify_totp(
+            get_session(), user.id, request.form.get("code", ""), tuple(app)
+        )
     except totp.CodeReusedError:
         message = _code_failed(flow, user, "totp")
         return _render(

@@ -270,6 +270,27 @@ class TestAuthenticatorApp:
         assert replay.status_code == HTTPStatus.BAD_REQUEST
         assert "Denne kode er allerede brugt" in text(replay)
 
+    def test_an_account_without_an_app_gets_no_login_from_an_app_code(
+        self, app, client, rp, user, factory
+    ):
+        """The code screen's form sent for an account with SMS only (its flow
+        at the second factor): a code from any app is refused."""
+        import pyotp
+
+        factory.enrol(user, totp=False, phone=PHONE, emergency=False)
+        sms_page = follow(client, password_step(client))
+        flow = query(sms_page.request.url)["flow"]
+        answer = client.post(
+            f"/login/code?flow={flow}",
+            data={
+                "code": pyotp.TOTP(pyotp.random_base32()).now(),
+                "csrf_token": csrf_token(sms_page),
+            },
+        )
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        assert "Koden er ikke korrekt" in text(answer)
+        assert [e.details["reason"] for e in audit_events(app, "login.failed")] == ["totp"]
+
     def test_a_totp_code_accepted_meanwhile_by_another_request_is_refused(
         self, app, client, rp, user, factory, monkeypatch
     ):
