@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets as std_secrets
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from babel import Locale
 from flask import Flask
 from flask import Response
 from flask import g
@@ -15,16 +17,20 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_babel import get_locale
 from flask_babel import get_translations
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import URLSafeTimedSerializer
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup
+from werkzeug.datastructures import LanguageAccept
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_accept_header
 
 from idp.context import services
 from idp.services.flows import FlowError
@@ -102,16 +108,28 @@ def _first_supported(tags: str) -> str | None:
     return None
 
 
-def select_locale() -> str:
+@functools.lru_cache(maxsize=1024)
+def _browser_language(accept_language: str) -> str | None:
+    """The best of :data:`LOCALES` for an Accept-Language header (browsers
+    send few different ones: parsed once each)."""
+    return parse_accept_header(accept_language, LanguageAccept).best_match(LOCALES)
+
+
+@functools.lru_cache(maxsize=16)
+def _locale(code: str) -> Locale:
+    return Locale.parse(code)
+
+
+def select_locale() -> Locale:
     """The language of a page: ``ui_locales`` of this request (OIDC Core
     §3.1.2.1), then the language the user picked with the switch, then the
     ``ui_locales`` of the flow's authorization request, then the browser's
-    Accept-Language, then the default."""
-    return (
+    Accept-Language, then the default. (A ``Locale``, made once per language.)"""
+    return _locale(
         _first_supported(request.args.get("ui_locales", ""))
         or _first_supported(request.cookies.get(LANGUAGE_COOKIE, ""))
         or _first_supported(g.get("ui_locales") or "")
-        or request.accept_languages.best_match(LOCALES)
+        or _browser_language(request.headers.get("Accept-Language", ""))
         or services().settings.default_locale
     )
 
@@ -190,6 +208,19 @@ def _page_gettext(translations: Any) -> Any:
     return gettext
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed cookie session (the browser id, the CSRF secret), its
+    serializer made once (Flask makes one for every request, to open the
+    cookie, and another to save it). The secret key does not change while
+    the app runs."""
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        made = app.extensions.get("idp.cookie_serializer")
+        if made is None:
+            made = app.extensions["idp.cookie_serializer"] = super().get_signing_serializer(app)
+        return made
+
+
 def init_app(app: Flask) -> None:
     from idp.oidc.views import bp as oidc_bp
     from idp.oidc.views import restart_page
@@ -200,6 +231,7 @@ def init_app(app: Flask) -> None:
     from idp.views.login import bp as login_bp
     from idp.views.logout import bp as logout_bp
 
+    app.session_interface = CookieSessions()
     csrf.init_app(app)
     babel_dir = str(app.root_path) + "/translations"
     Babel(app, locale_selector=select_locale, default_translation_directories=babel_dir)

@@ -268,6 +268,29 @@ def test_login_flow_cannot_be_used_from_another_browser(client, app, rp, user):
     assert "Start venligst forfra" in page.get_data(as_text=True)
 
 
+def test_a_browser_cookie_signed_with_another_key_carries_no_flow(client, app, rp, user):
+    """The browser id's cookie is checked at every request (its serializer
+    is made once): the same cookie signed with another key is not the browser."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    response = authorize(client, authorize_params(rp.client_id, Pkce.new()))
+    name = app.config["SESSION_COOKIE_NAME"]
+    real = client.get_cookie(name).value
+    serializer = app.session_interface.get_signing_serializer(app)
+    assert app.session_interface.get_signing_serializer(app) is serializer
+    key = "not-the-key"
+    forged = URLSafeTimedSerializer(
+        key, "cookie-session", serializer.serializer, signer_kwargs=serializer.signer_kwargs
+    ).dumps(serializer.loads(real))
+    copier, forger = app.test_client(), app.test_client()
+    copier.set_cookie(name, real)
+    assert is_login_screen(copier.get(form_action(response)))
+    forger.set_cookie(name, forged)
+    page = forger.get(form_action(response))
+    assert page.status_code == HTTPStatus.BAD_REQUEST
+    assert "Start venligst forfra" in page.get_data(as_text=True)
+
+
 def test_login_page_without_a_flow_says_start_again(client):
     response = client.get("/login")
     assert response.status_code == HTTPStatus.BAD_REQUEST

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
@@ -65,3 +66,20 @@ def test_pages_translate_once_per_page_with_jinja_rules(app):  # type: ignore[no
     assert subject == "Welcome to Portal – activate your account"
     assert "Hello Ann," in text
     assert again == "Velkommen til Portal – aktiver din konto"
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "expected"),
+    [
+        ("en-GB,en;q=0.9,da;q=0.5", "en"),
+        ("fr-FR,fr;q=0.9,da;q=0.8,en;q=0.7", "da"),
+        ("de-DE", "da"),  # none of ours: the default
+        ("", "da"),
+    ],
+)
+def test_the_browser_language_is_the_best_of_ours(app, accept_language, expected):  # type: ignore[no-untyped-def]
+    from idp.web import select_locale
+
+    for _ in range(2):  # parsed once, then remembered: the same answer
+        with app.test_request_context("/", headers={"Accept-Language": accept_language}):
+            assert str(select_locale()) == expected
