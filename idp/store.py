@@ -97,10 +97,20 @@ class Store:
         self._local.__dict__.setdefault("later", []).append(command)
 
     def flush(self) -> None:
-        """Send the commands :meth:`later` holds for the calling thread."""
-        if self._local.__dict__.get("later"):
-            commands = self._take_later()
-            self._send(self._own() or self._new_own(), commands)
+        """Send the commands :meth:`later` holds for the calling thread (once
+        more on a new connection if the thread's has gone stale, as
+        :meth:`call` does)."""
+        commands = self._take_later()
+        if not commands:
+            return
+        own = self._own()
+        if own is not None:
+            try:
+                self._send(own, commands)
+                return
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass
+        self._send(self._new_own(), commands)
 
     def _take_later(self) -> list[tuple[Any, ...]]:
         later: list[tuple[Any, ...]] = self._local.__dict__.pop("later", [])

@@ -108,11 +108,24 @@ def _first_supported(tags: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1024)
+#: Longer Accept-Language headers are parsed every time, not remembered.
+REMEMBERED_ACCEPT_LANGUAGE = 200
+
+
 def _browser_language(accept_language: str) -> str | None:
-    """The best of :data:`LOCALES` for an Accept-Language header (browsers
-    send few different ones: parsed once each)."""
+    """The best of :data:`LOCALES` for an Accept-Language header. Browsers
+    send few different ones: each is parsed once (a long one, which no
+    browser sends, every time: the memory stays small)."""
+    if len(accept_language) > REMEMBERED_ACCEPT_LANGUAGE:
+        return _best_language(accept_language)
+    return _remembered_language(accept_language)
+
+
+def _best_language(accept_language: str) -> str | None:
     return parse_accept_header(accept_language, LanguageAccept).best_match(LOCALES)
+
+
+_remembered_language = functools.lru_cache(maxsize=1024)(_best_language)
 
 
 @functools.lru_cache(maxsize=16)
@@ -211,8 +224,8 @@ def _page_gettext(translations: Any) -> Any:
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed cookie session (the browser id, the CSRF secret), its
     serializer made once (Flask makes one for every request, to open the
-    cookie, and another to save it). The secret key does not change while
-    the app runs."""
+    cookie, and another to save it). The secret key comes from the settings
+    and does not change while the app runs: a new one takes a restart."""
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         made = app.extensions.get("idp.cookie_serializer")

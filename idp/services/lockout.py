@@ -74,8 +74,9 @@ class Lockout:
             ("INCR", key),
         )
         if until is not None and float(until) > clock.now():
-            # A count that expired in between is not left behind without an expiry.
-            self.store.transaction(("DECR", key), ("EXPIRE", key, self.window_seconds, "NX"))
+            # Uncounted; the expiry set again, so that a count that ran out in
+            # between is not left behind without one.
+            self.store.transaction(("DECR", key), ("EXPIRE", key, self.window_seconds))
             raise AccountLockedError(math.ceil(float(until) - clock.now()))
         if attempts > self.max_failures:
             raise AccountLockedError(self.base_lock_seconds)

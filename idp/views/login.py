@@ -137,7 +137,11 @@ def _user(flow: Flow, query: Select[Any] | None = None) -> Any:
         user = get_session().get(User, flow.user_id) if flow.user_id else None
         found = user
     else:
-        found = get_reader().execute(query, {"id": flow.user_id}).first() if flow.user_id else None
+        found = None
+        if flow.user_id:
+            reader = get_reader()
+            found = reader.execute(query, {"id": flow.user_id}).first()
+            reader.close()  # its connection back to the pool now
         user = found[0] if found is not None else None
     if user is None or not user.is_active:
         raise FlowError("no user in this flow")
@@ -342,6 +346,7 @@ def password() -> Any:
     row = svc.accounts.authenticate_row(
         session, email, request.form.get("password", ""), _ACCOUNT_AND_FACTORS
     )
+    session.close()  # its connection back to the pool now (the rows stay loaded)
     if row is None:
         known = svc.accounts.find(email)
         subject_id = known.id if known else None

@@ -82,6 +82,9 @@ def test_attempts_on_a_locked_account_are_not_counted(lockout, monkeypatch):
     for _ in range(5):
         with pytest.raises(AccountLockedError):
             lockout.attempt("kim@example.com", PASSWORD)
+    count = lockout._key(PASSWORD, "kim@example.com")
+    assert int(lockout.store.redis.get(count)) == 0
+    assert 0 < lockout.store.redis.ttl(count) <= lockout.window_seconds  # never without one
     monkeypatch.setattr(clock, "now", lambda: now + 61)
     assert fail(lockout) is None
     assert fail(lockout) is None

@@ -224,3 +224,20 @@ def test_what_waits_is_sent_at_the_end_of_the_app_context(app) -> None:  # type:
         assert store.redis.get(store.key("a")) == b"1"
     assert store.redis.get(store.key("a")) is None
     store.flush()  # nothing left: no round trip, no error
+
+
+def test_what_waits_is_sent_again_on_a_new_connection_if_the_old_one_is_gone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.redis.set(store.key("a"), b"1")
+    store.call("GET", store.key("a"))
+    broken = store._own().connection  # type: ignore[union-attr]
+
+    def gone(*_: Any, **__: Any) -> Any:
+        raise redis.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(broken, "read_response", gone)
+    store.later("DEL", store.key("a"))
+    store.flush()
+    assert store.redis.get(store.key("a")) is None
+    assert store._own().connection is not broken  # type: ignore[union-attr]

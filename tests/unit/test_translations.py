@@ -83,3 +83,14 @@ def test_the_browser_language_is_the_best_of_ours(app, accept_language, expected
     for _ in range(2):  # parsed once, then remembered: the same answer
         with app.test_request_context("/", headers={"Accept-Language": accept_language}):
             assert str(select_locale()) == expected
+
+
+def test_a_long_accept_language_is_parsed_but_not_remembered(app):  # type: ignore[no-untyped-def]
+    from idp.web import _remembered_language
+    from idp.web import select_locale
+
+    header = ",".join(f"x{n}" for n in range(100)) + ",en;q=0.1"
+    before = _remembered_language.cache_info().currsize
+    with app.test_request_context("/", headers={"Accept-Language": header}):
+        assert str(select_locale()) == "en"
+    assert _remembered_language.cache_info().currsize == before
