@@ -5,7 +5,7 @@ driver for complete password + TOTP logins. Results go to
 
 Settings (environment): BENCH_SERVER (granian; or gunicorn), BENCH_WORKERS (2),
 BENCH_WORKER_CLASS (gthread, for gunicorn),
-BENCH_THREADS (2), BENCH_CONNECTIONS (32), BENCH_SECONDS (10),
+BENCH_THREADS (3), BENCH_CONNECTIONS (32), BENCH_SECONDS (10),
 BENCH_DATABASE (postgresql://postgres@127.0.0.1:5432/idp_bench; dropped and
 created again), BENCH_REDIS (redis://127.0.0.1:6379/14; flushed),
 BENCH_USERS (extra accounts in the user table, 0), BENCH_SCALE (users and sessions of
@@ -47,7 +47,7 @@ PORT = 8100
 ISSUER = f"http://127.0.0.1:{PORT}"
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "gthread")
-THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 DATABASE = os.environ.get("BENCH_DATABASE", "postgresql://postgres@127.0.0.1:5432/idp_bench")
