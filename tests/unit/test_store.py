@@ -43,6 +43,19 @@ def killed(store: Store) -> None:
     store.redis.execute_command("CLIENT", "KILL", "ID", own_id)
 
 
+def gone_stale(store: Store, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The thread's own connection, made and then gone stale: its next
+    answer fails as after a Redis restart."""
+    store.call("GET", store.key("a"))
+    broken = store._own().connection  # type: ignore[union-attr]
+
+    def gone(*_: Any, **__: Any) -> Any:
+        raise redis.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(broken, "read_response", gone)
+    return broken
+
+
 def test_call_answers_as_the_client_does(store: Store) -> None:
     store.redis.set(store.key("a"), b"1")
     assert store.call("GET", store.key("a")) == store.redis.get(store.key("a")) == b"1"
@@ -81,13 +94,7 @@ def test_a_broken_connection_is_replaced_and_the_read_sent_again(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.redis.set(store.key("a"), b"1")
-    store.call("GET", store.key("a"))
-    broken = store._own().connection  # type: ignore[union-attr]
-
-    def gone(*_: Any, **__: Any) -> Any:
-        raise redis.ConnectionError("Connection closed by server.")
-
-    monkeypatch.setattr(broken, "read_response", gone)
+    broken = gone_stale(store, monkeypatch)
     assert store.call("GET", store.key("a")) == b"1"
     assert store._own().connection is not broken  # type: ignore[union-attr]
     assert not broken.is_connected
@@ -230,13 +237,7 @@ def test_what_waits_is_sent_again_on_a_new_connection_if_the_old_one_is_gone(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.redis.set(store.key("a"), b"1")
-    store.call("GET", store.key("a"))
-    broken = store._own().connection  # type: ignore[union-attr]
-
-    def gone(*_: Any, **__: Any) -> Any:
-        raise redis.ConnectionError("Connection closed by server.")
-
-    monkeypatch.setattr(broken, "read_response", gone)
+    broken = gone_stale(store, monkeypatch)
     store.later("DEL", store.key("a"))
     store.flush()
     assert store.redis.get(store.key("a")) is None
