@@ -199,7 +199,7 @@ def security_headers(response: Response) -> Response:
     if response.mimetype == "text/html":
         response.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+            "default-src 'self'; style-src 'self'; frame-ancestors 'none'; "
             "form-action 'self' http: https:",
         )
         response.headers.setdefault("X-Frame-Options", "DENY")

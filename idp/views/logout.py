@@ -117,7 +117,7 @@ def _allow_frames(response: Any, frames: list[str]) -> None:
         return
     origins = sorted({"{0.scheme}://{0.netloc}".format(urlsplit(url)) for url in frames})
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+        "default-src 'self'; style-src 'self'; frame-ancestors 'none'; "
         "form-action 'self' http: https:; frame-src " + " ".join(origins)
     )
 

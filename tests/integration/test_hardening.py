@@ -235,3 +235,26 @@ def test_idp_config_hides_secrets(monkeypatch):
     assert "sms-token-value" not in output
     assert "s" * 40 not in output
     assert "IDP_DATABASE_URL=postgresql://idp:***@db/idp" in output
+
+
+def test_pages_allow_no_inline_style_and_get_their_stylesheet(client, rp):
+    """The look comes from the IdP's own stylesheets, so the policy allows no
+    inline style (an injected ``style`` attribute or element does nothing)."""
+    from pathlib import Path
+
+    page = authorize(client, authorize_params("portal", Pkce.new()))
+    policy = page.headers["Content-Security-Policy"]
+    assert "style-src 'self';" in policy
+    assert "unsafe-inline" not in policy
+    assert '<link rel="stylesheet" href="/static/idp.css">' in page.get_data(as_text=True)
+    for name in ("idp.css", "admin.css"):
+        sheet = client.get(f"/static/{name}")
+        assert sheet.status_code == HTTPStatus.OK
+        assert sheet.mimetype == "text/css"
+    templates = Path(__file__).parents[2] / "templates"
+    for template in templates.rglob("*.html"):
+        if "email" in template.relative_to(templates).parts:
+            continue  # e-mails: not pages, and mail clients want inline styles
+        text = template.read_text()
+        assert "<style" not in text, template
+        assert "style=" not in text, template
