@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from idp.config import Settings
 from idp.documents import StaticDocuments
 from idp.oidc.shortcuts import Shortcuts
+from idp.web import IdpFlask
 
 __all__ = ["create_app"]
 
@@ -51,7 +52,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, **overrides: 
     else:
         settings = Settings(**config)
 
-    app = Flask(__name__, template_folder=_template_folder(), static_folder="static")
+    app = IdpFlask(__name__, template_folder=_template_folder(), static_folder="static")
     app.extensions["idp.settings"] = settings
     secret_key = settings.secret_key or _development_secret_key()
     app.config.update(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
 import secrets as std_secrets
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,6 +15,7 @@ import redis
 from babel import Locale
 from flask import Flask
 from flask import Response
+from flask import current_app
 from flask import g
 from flask import redirect
 from flask import render_template
@@ -31,6 +35,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_accept_header
+from werkzeug.security import safe_join
 
 from idp.context import services
 from idp.services.flows import FlowError
@@ -221,6 +226,45 @@ def _page_gettext(translations: Any) -> Any:
     return gettext
 
 
+#: Seconds a browser keeps a static file fetched by its versioned address.
+STATIC_MAX_AGE = 365 * 24 * 3600
+
+
+class IdpFlask(Flask):
+    """Flask, with the scripts and stylesheets cached by browsers: their
+    addresses carry a digest of their content (``?v=``, added by
+    ``url_for``), and a file asked for by its current digest is kept for a
+    year, so a page does not make the browser ask for them again; another
+    version is fetched by its own new address."""
+
+    _static_versions: dict[str, str | None]
+
+    def static_version(self, filename: str) -> str | None:
+        """The first 12 hex digits of the SHA-256 of a static file (read once)."""
+        versions = self.__dict__.setdefault("_static_versions", {})
+        if filename not in versions:
+            path = safe_join(self.static_folder or "", filename)
+            found = path is not None and os.path.isfile(path)
+            versions[filename] = (
+                hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12] if found else None
+            )
+        return versions[filename]
+
+    def get_send_file_max_age(self, filename: str | None) -> int | None:
+        asked = request.args.get("v")
+        if filename and asked and asked == self.static_version(filename):
+            return STATIC_MAX_AGE
+        return None  # asked again (with If-Modified-Since) whenever used
+
+
+def _static_version_in_url(endpoint: str, values: dict[str, Any]) -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if endpoint == "static" and "filename" in values and isinstance(app, IdpFlask):
+        version = app.static_version(values["filename"])
+        if version:
+            values.setdefault("v", version)
+
+
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed cookie session (the browser id, the CSRF secret), its
     serializer made once (Flask makes one for every request, to open the
@@ -245,6 +289,7 @@ def init_app(app: Flask) -> None:
     from idp.views.logout import bp as logout_bp
 
     app.session_interface = CookieSessions()
+    app.url_defaults(_static_version_in_url)
     csrf.init_app(app)
     babel_dir = str(app.root_path) + "/translations"
     Babel(app, locale_selector=select_locale, default_translation_directories=babel_dir)

@@ -3,6 +3,7 @@ force, proxies, replays, an unreachable Redis."""
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 import pytest
@@ -246,7 +247,7 @@ def test_pages_allow_no_inline_style_and_get_their_stylesheet(client, rp):
     policy = page.headers["Content-Security-Policy"]
     assert "style-src 'self';" in policy
     assert "unsafe-inline" not in policy
-    assert '<link rel="stylesheet" href="/static/idp.css">' in page.get_data(as_text=True)
+    assert re.search(r'<link rel="stylesheet" href="/static/idp.css\?v=[0-9a-f]{12}">', page.text)
     for name in ("idp.css", "admin.css"):
         sheet = client.get(f"/static/{name}")
         assert sheet.status_code == HTTPStatus.OK
@@ -258,3 +259,24 @@ def test_pages_allow_no_inline_style_and_get_their_stylesheet(client, rp):
         text = template.read_text()
         assert "<style" not in text, template
         assert "style=" not in text, template
+
+
+def test_scripts_and_stylesheets_are_cached_by_their_versioned_address(app, client, rp):
+    """Pages name each static file with a digest of its content; asked for by
+    that address it may be kept a year, by any other it is asked for again."""
+    import hashlib
+    from pathlib import Path
+
+    page = authorize(client, authorize_params("portal", Pkce.new()))
+    script = re.search(r'<script src="(/static/idp\.js\?v=([0-9a-f]{12}))"', page.text)
+    assert script is not None
+    content = (Path(app.static_folder) / "idp.js").read_bytes()
+    assert script.group(2) == hashlib.sha256(content).hexdigest()[:12]
+    versioned = client.get(script.group(1))
+    assert versioned.status_code == HTTPStatus.OK
+    assert versioned.cache_control.max_age == 365 * 24 * 3600
+    for other in ("/static/idp.js", "/static/idp.js?v=000000000000"):
+        answer = client.get(other)
+        assert answer.status_code == HTTPStatus.OK
+        assert answer.cache_control.max_age is None, other
+    assert client.get("/static/missing.js?v=").status_code == HTTPStatus.NOT_FOUND
