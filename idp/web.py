@@ -15,7 +15,6 @@ import redis
 from babel import Locale
 from flask import Flask
 from flask import Response
-from flask import current_app
 from flask import g
 from flask import redirect
 from flask import render_template
@@ -232,23 +231,28 @@ STATIC_MAX_AGE = 365 * 24 * 3600
 
 class IdpFlask(Flask):
     """Flask, with the scripts and stylesheets cached by browsers: their
-    addresses carry a digest of their content (``?v=``, added by
-    ``url_for``), and a file asked for by its current digest is kept for a
-    year, so a page does not make the browser ask for them again; another
-    version is fetched by its own new address."""
+    addresses carry a digest of their content (``?v=``, added to every
+    ``url_for('static', …)``), and a file asked for by its current digest is
+    kept for a year, so a page does not make the browser ask for them again;
+    another version is fetched by its own new address."""
 
-    _static_versions: dict[str, str | None]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The digests of the static files, each read once per process.
+        self.static_versions: dict[str, str] = {}
+        self.url_defaults(self._version_static_urls)
 
     def static_version(self, filename: str) -> str | None:
-        """The first 12 hex digits of the SHA-256 of a static file (read once)."""
-        versions = self.__dict__.setdefault("_static_versions", {})
-        if filename not in versions:
+        """The first 12 hex digits of the SHA-256 of a static file; ``None``
+        for a name that is not one (not remembered: any request may ask)."""
+        version = self.static_versions.get(filename)
+        if version is None:
             path = safe_join(self.static_folder or "", filename)
-            found = path is not None and os.path.isfile(path)
-            versions[filename] = (
-                hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12] if found else None
-            )
-        return versions[filename]
+            if path is None or not os.path.isfile(path):
+                return None
+            version = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+            self.static_versions[filename] = version
+        return version
 
     def get_send_file_max_age(self, filename: str | None) -> int | None:
         asked = request.args.get("v")
@@ -256,13 +260,11 @@ class IdpFlask(Flask):
             return STATIC_MAX_AGE
         return None  # asked again (with If-Modified-Since) whenever used
 
-
-def _static_version_in_url(endpoint: str, values: dict[str, Any]) -> None:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if endpoint == "static" and "filename" in values and isinstance(app, IdpFlask):
-        version = app.static_version(values["filename"])
-        if version:
-            values.setdefault("v", version)
+    def _version_static_urls(self, endpoint: str, values: dict[str, Any]) -> None:
+        if endpoint == "static" and "filename" in values:
+            version = self.static_version(values["filename"])
+            if version:
+                values.setdefault("v", version)
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -289,7 +291,6 @@ def init_app(app: Flask) -> None:
     from idp.views.logout import bp as logout_bp
 
     app.session_interface = CookieSessions()
-    app.url_defaults(_static_version_in_url)
     csrf.init_app(app)
     babel_dir = str(app.root_path) + "/translations"
     Babel(app, locale_selector=select_locale, default_translation_directories=babel_dir)

@@ -280,3 +280,8 @@ def test_scripts_and_stylesheets_are_cached_by_their_versioned_address(app, clie
         assert answer.status_code == HTTPStatus.OK
         assert answer.cache_control.max_age is None, other
     assert client.get("/static/missing.js?v=").status_code == HTTPStatus.NOT_FOUND
+    # Names that are no file are not remembered: requests cannot grow the table.
+    known = dict(app.static_versions)
+    for n in range(3):
+        assert client.get(f"/static/nothing-{n}.js?v=x").status_code == HTTPStatus.NOT_FOUND
+    assert app.static_versions == known
