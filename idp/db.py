@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
-__all__ = ["dispose", "get_reader", "get_session", "init_app", "make_engine"]
+__all__ = ["dispose", "get_reader", "get_recorder", "get_session", "init_app", "make_engine"]
 
 #: A pooled connection back in the pool for less than this is handed out
 #: without a ping (as PgBouncer's ``server_check_delay`` and HikariCP's
@@ -112,6 +112,17 @@ def get_reader() -> Session:
         g.db_reader = current_app.extensions["idp.readermaker"]()
     session: Session = g.db_reader
     return session
+
+
+def get_recorder() -> Session:
+    """Where to write a record of what the request did: the request's session
+    when it has a transaction open (the record commits with its writes), else
+    the reader (the record is one statement, committed by itself: no BEGIN
+    and COMMIT round trips)."""
+    session: Session | None = g.get("db_session")
+    if session is not None and session.in_transaction():
+        return session
+    return get_reader()
 
 
 def _close_session(_exc: BaseException | None) -> None:

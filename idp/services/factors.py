@@ -108,8 +108,9 @@ class Factors:
     def verify_totp(
         self, session: Session, user_id: int, code: str, app: tuple[Any, ...] | None = None
     ) -> None:
-        """Check a code from the user's app and record its time step in the
-        caller's transaction (the caller commits). The step is written only
+        """Check a code from the user's app and record its time step on the
+        caller's session (in its transaction, which the caller commits; on a
+        reader, committed at once). The step is written only
         over an older one, so of concurrent requests with one code only the
         first to write is accepted. ``app``: the app's :data:`TOTP_COLUMNS`,
         read already (``None`` in them: no app).

@@ -41,6 +41,9 @@ class SsoSession:
     user_agent: str | None = None
     #: Digest of the cookie secret: the Redis key of this session.
     key: str = ""
+    #: Whether it is in Redis (a new session may be written with its first
+    #: client, in one round trip). Not stored.
+    saved: bool = True
 
 
 class SessionStore:
@@ -61,7 +64,9 @@ class SessionStore:
         ttl = self._ttl(session, now)
         if ttl <= 0:
             return False
-        payload = json.dumps(vars(session))  # plain fields: no deep copy needed
+        fields = dict(vars(session))  # plain fields: no deep copy needed
+        del fields["saved"]
+        payload = json.dumps(fields)
         sess_key = self.store.key("sess", session.key)
         sid_key = self.store.key("sid", session.id)
         user_index = self.store.key("usess", str(session.user_id))
@@ -88,8 +93,12 @@ class SessionStore:
         auth_time: int,
         ip: str | None = None,
         user_agent: str | None = None,
+        *,
+        save: bool = True,
     ) -> tuple[str, SsoSession]:
-        """Start a session; returns the cookie secret and the session."""
+        """Start a session; returns the cookie secret and the session. With
+        ``save`` false it is written by the first :meth:`add_client`, or by
+        :meth:`save`; until then it exists only in this request."""
         cookie = secrets.new_secret()
         now = clock.now()
         session = SsoSession(
@@ -103,9 +112,18 @@ class SessionStore:
             key=secrets.digest(cookie),
             ip=ip,
             user_agent=(user_agent or "")[:200] or None,
+            saved=False,
         )
-        self._write(session, now, create=True)
+        if save:
+            self.save(session)
         return cookie, session
+
+    def save(self, session: SsoSession) -> bool:
+        """Write a session made with ``save`` false, if not written yet."""
+        if session.saved:
+            return True
+        session.saved = True
+        return self._write(session, clock.now(), create=True)
 
     def get(self, cookie: str | None) -> SsoSession | None:
         """The live session of this cookie, its idle timer refreshed."""
@@ -137,6 +155,8 @@ class SessionStore:
         now = clock.now()
         session.clients.append(client_id)
         session.reached[client_id] = now
+        if not session.saved:
+            return self.save(session)  # a new session, with its first client
         return self._write(session, now)
 
     def by_id(self, session_id: str) -> SsoSession | None:

@@ -36,6 +36,7 @@ from sqlalchemy import select
 from idp import clock
 from idp.context import services
 from idp.db import get_reader
+from idp.db import get_recorder
 from idp.db import get_session
 from idp.invitations import send_password_reset_link
 from idp.models import TotpCredential
@@ -412,17 +413,19 @@ def password_stamp(user: User) -> str:
 
 def complete(flow: Flow, user: User, amr: list[str]) -> Response:
     """The login is done: recorded (committed with what the last factor's
-    check wrote, a TOTP code's time step say), then a fresh SSO session (a new
-    cookie, so a planted one is useless), then on to the client or the page
-    that asked for the login."""
+    check wrote and left to commit, a passkey's signature counter say), then a
+    fresh SSO session (a new cookie, so a planted one is useless), then on to
+    the client or the page that asked for the login."""
     svc = services()
+    # With what the last factor's check wrote, if that is still to commit.
+    session = get_recorder()
     if flow.password_stamp and flow.password_stamp != password_stamp(user):
         # The password changed (a reset) after this flow checked it.
-        get_session().commit()  # the factor is used all the same
+        session.commit()  # the factor is used all the same
         svc.flows.finish(flow)
         return make_response(restart_page())
     svc.audit.record(
-        get_session(),
+        session,
         "login.succeeded",
         origin(),
         subject_id=user.id,
@@ -440,6 +443,7 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
         auth_time=flow.auth_time or clock.now(),
         ip=request.remote_addr,
         user_agent=request.user_agent.string,
+        save=False,  # written with the client it reaches, if it reaches one now
     )
     g.sso = sso
     flow.amr = amr
@@ -448,6 +452,7 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
     else:
         svc.flows.finish(flow)
         response = make_response(redirect(flow.return_to or url_for("login.account")))
+    svc.sessions.save(sso)
     return set_sso_cookie(response, cookie)
 
 
@@ -489,8 +494,10 @@ def authenticator(flow: Flow, found: Row[Any] | None) -> Any:
     except AccountLockedError as error:
         return _render("totp", flow, 429, error=_wait_message(error.resets_in))
     try:
+        # The time step written by itself (a code used is used, whatever
+        # follows), then the login recorded: no transaction round trips.
         services().factors.verify_totp(
-            get_session(), user.id, request.form.get("code", ""), tuple(app)
+            get_reader(), user.id, request.form.get("code", ""), tuple(app)
         )
     except totp.CodeReusedError:
         message = _code_failed(flow, user, "totp")

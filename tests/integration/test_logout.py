@@ -3,6 +3,7 @@ loopback, with retries), front-channel, and revoking sessions of a user."""
 
 from __future__ import annotations
 
+import json
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -254,6 +255,30 @@ class TestRevocation:
             assert services.sessions.add_client(sso, "academy") is False
         assert not logged_in(client)
         assert services.sessions.for_user(user.id) == []
+
+    def test_a_new_session_is_written_once_with_its_first_client(self, app, user):
+        """A login's session is written with the client it reaches (one
+        round trip), or on its own when it reaches none; the flag that says
+        so is not stored."""
+        sessions = app.extensions["idp"].sessions
+        with app.app_context():
+            cookie, sso = sessions.create(user.id, ["pwd"], "1fa", clock.now(), save=False)
+            assert sessions.get(cookie) is None  # only in this request so far
+            assert sessions.add_client(sso, "portal") is True
+            stored = sessions.get(cookie)
+            assert stored is not None
+            assert stored.clients == ["portal"]
+            assert stored.saved
+            assert sessions.for_user(user.id) == [stored]
+            raw = app.extensions["idp"].store.redis.get(
+                app.extensions["idp"].store.key("sess", sso.key)
+            )
+            assert "saved" not in json.loads(raw)
+            assert sessions.save(sso) is True  # written already: nothing to do
+
+            cookie, alone = sessions.create(user.id, ["pwd"], "1fa", clock.now(), save=False)
+            assert sessions.save(alone) is True
+            assert sessions.get(cookie).clients == []
 
     def test_revoking_one_of_two_sessions_leaves_the_other(self, app, client, rp, user):
         laptop, phone = app.test_client(), app.test_client()
