@@ -6,6 +6,7 @@ measured by ``make bench``."""
 from __future__ import annotations
 
 import base64
+import gc
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -285,3 +286,16 @@ def test_flask_answers_reach_the_server_in_one_piece(app):
     assert statuses == ["200 OK"]
     assert body == [b"one two"]
     assert closed == [True]
+
+
+def test_a_served_app_leaves_its_start_up_objects_out_of_full_collections(make_app, settings):
+    """Outside tests, what create_app made is frozen (gc.freeze): the full
+    passes of the garbage collector do not walk it again and again."""
+    frozen = gc.get_freeze_count()
+    try:
+        make_app(settings.replace(env="development"))
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+    make_app(settings)  # a test app: not frozen
+    assert gc.get_freeze_count() == 0
