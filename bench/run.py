@@ -57,6 +57,12 @@ EXTRA_USERS = int(os.environ.get("BENCH_USERS", "0"))
 SCALE = int(os.environ.get("BENCH_SCALE", "1000000"))
 #: Browsers logging in at once in the login benchmark.
 BROWSERS = int(os.environ.get("BENCH_BROWSERS", "8"))
+#: The order of the side-by-side runs of each endpoint: ours (A) and the
+#: peer's (B) alternate so that a drift of the machine's speed, linear over
+#: the eight runs, weighs the same on both sides (A at 0, 3, 5, 6; B at 1, 2,
+#: 4, 7); each side's four runs are averaged.
+SIDE_ORDER = ("ours", "peer", "peer", "ours", "peer", "ours", "ours", "peer")
+RUNS_PER_SIDE = SIDE_ORDER.count("ours")
 #: Only the endpoints whose names contain one of these (comma-separated), for a quick look.
 ONLY = [part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()]
 
@@ -322,11 +328,13 @@ def main() -> None:
     # 150 a second one ran out in the warm-up at 84 a second); a browser that
     # runs out stops the benchmark with that message.
     warm_up_logins = 300 * 2
-    print(f"seeding: {4 * tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
+    # Refresh tokens: the warm-up's pool, the table's, one per side-by-side run of ours.
+    pools = 2 + RUNS_PER_SIDE
+    print(f"seeding: {pools * tokens_needed} refresh tokens, {EXTRA_USERS} extra users", flush=True)
     app = create_app()
     seeded = seed(
         app,
-        refresh_tokens=4 * tokens_needed,
+        refresh_tokens=pools * tokens_needed,
         login_users=warm_up_logins + 300 * login_seconds,
         extra_users=EXTRA_USERS,
     )
@@ -334,7 +342,7 @@ def main() -> None:
     all_tokens.write_text("\n".join(seeded.refresh_tokens) + "\n")
     # Pools of single-use tokens: the warm-up's, the table's run, the side-by-side runs.
     warm_up_tokens, token_file, *ours_refresh = split_lines(
-        all_tokens, 4, Path(keys_dir), "refresh"
+        all_tokens, pools, Path(keys_dir), "refresh"
     )
 
     settle_database()
@@ -425,18 +433,20 @@ def side_by_side(
 ) -> list[tuple[str, dict, dict]]:  # type: ignore[type-arg]
     """Every hot endpoint against the peer (oidc-provider) with the same
     clients, workers, user and token signing; ours and the peer's runs alternate
-    (ours, peer, peer, ours) so the machine's drift cancels. The peer's grants,
+    (:data:`SIDE_ORDER`) so the machine's drift cancels. The peer's grants,
     session and tokens are seeded in its own store (Redis), its accounts read
     from the same PostgreSQL users table as ours."""
     secrets = seeded.secrets
     rs, es = basic("bench-rs", secrets["bench-rs"]), basic("bench-es", secrets["bench-es"])
     cc = {"grant_type": "client_credentials"}
     peer_cc = {"grant_type": "client_credentials", "scope": "api"}
-    theirs = peer.seed(secrets, directory, 2 * 2000 * SECONDS, seeded.subject, DATABASE)
-    peer_refresh = split_lines(Path(theirs["refresh_tokens_file"]), 2, directory, "peer-refresh")
+    theirs = peer.seed(secrets, directory, RUNS_PER_SIDE * 2000 * SECONDS, seeded.subject, DATABASE)
+    peer_refresh = split_lines(
+        Path(theirs["refresh_tokens_file"]), RUNS_PER_SIDE, directory, "peer-refresh"
+    )
 
     def same(path: str, env: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
-        return [(path, env), (path, env)]
+        return [(path, env)] * RUNS_PER_SIDE
 
     def refresh(files: list[Path]) -> list[tuple[str, dict[str, str]]]:
         return [
@@ -448,7 +458,10 @@ def side_by_side(
         ]
 
     def userinfo(path: str, token: Callable[[], str]) -> list[tuple[str, dict[str, str]]]:
-        return [(path, {"WRK_HEADERS": f"Authorization: Bearer {token()}"}) for _ in range(2)]
+        return [
+            (path, {"WRK_HEADERS": f"Authorization: Bearer {token()}"})
+            for _ in range(RUNS_PER_SIDE)
+        ]
 
     # The peer's user access tokens are JWTs only for a resource server (its
     # UserInfo takes opaque ones): the code flow names its API.
@@ -462,7 +475,7 @@ def side_by_side(
         ("token client_credentials RS256", same("/token", form("POST", cc, rs)), same("/token", form("POST", peer_cc, rs))),
         ("token client_credentials ES256", same("/token", form("POST", cc, es)), same("/token", form("POST", peer_cc, es))),
         ("token refresh_token", refresh(ours_refresh), refresh(peer_refresh)),
-        ("introspection", [("/introspect", form("POST", {"token": fresh()}, rs)) for _ in range(2)], same("/token/introspection", form("POST", {"token": theirs["access_token"]}, rs))),
+        ("introspection", [("/introspect", form("POST", {"token": fresh()}, rs)) for _ in range(RUNS_PER_SIDE)], same("/token/introspection", form("POST", {"token": theirs["access_token"]}, rs))),
         ("userinfo", userinfo("/userinfo", fresh), userinfo("/me", lambda: theirs["access_token"])),
         ("authorize with SSO session", same("/authorize?" + query, {"WRK_HEADERS": f"Cookie: {cookie}"}), same("/auth?" + query, {"WRK_HEADERS": f"Cookie: {theirs['cookie']}"})),
         (CODE_FLOW, same("/authorize", ours_code_flow), same("/auth", code_flow("/auth?" + jwt_query, "/token", theirs["cookie"], rs))),
@@ -488,7 +501,7 @@ def side_by_side(
             if not selected(name):
                 continue
             runs: dict[str, list[dict[str, float]]] = {"ours": [], "peer": []}
-            for side in ("ours", "peer", "peer", "ours"):
+            for side in SIDE_ORDER:
                 path, env = (ours_runs if side == "ours" else peer_runs)[len(runs[side])]
                 base = ISSUER if side == "ours" else peer.ISSUER
                 runs[side].append(wrk(path, base=base, **env))
