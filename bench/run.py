@@ -62,6 +62,8 @@ BROWSERS = int(os.environ.get("BENCH_BROWSERS", "8"))
 #: the eight runs, weighs the same on both sides (A at 0, 3, 5, 6; B at 1, 2,
 #: 4, 7); each side's four runs are averaged.
 SIDE_ORDER = ("ours", "peer", "peer", "ours", "peer", "ours", "ours", "peer")
+#: A run's wrk settings, or what makes them when the run starts.
+WrkEnv = dict[str, str] | Callable[[], dict[str, str]]
 RUNS_PER_SIDE = SIDE_ORDER.count("ours")
 #: Only the endpoints whose names contain one of these (comma-separated), for a quick look.
 ONLY = [part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()]
@@ -457,11 +459,10 @@ def side_by_side(
             for f in files
         ]
 
-    def userinfo(path: str, token: Callable[[], str]) -> list[tuple[str, dict[str, str]]]:
-        return [
-            (path, {"WRK_HEADERS": f"Authorization: Bearer {token()}"})
-            for _ in range(RUNS_PER_SIDE)
-        ]
+    # Our access tokens live five minutes and the side-by-side runs take longer:
+    # a run that needs one gets its settings, and a new token, when it starts.
+    def userinfo(path: str, token: Callable[[], str]) -> list[tuple[str, WrkEnv]]:
+        return [(path, lambda: {"WRK_HEADERS": f"Authorization: Bearer {token()}"})] * RUNS_PER_SIDE
 
     # The peer's user access tokens are JWTs only for a resource server (its
     # UserInfo takes opaque ones): the code flow names its API.
@@ -475,7 +476,7 @@ def side_by_side(
         ("token client_credentials RS256", same("/token", form("POST", cc, rs)), same("/token", form("POST", peer_cc, rs))),
         ("token client_credentials ES256", same("/token", form("POST", cc, es)), same("/token", form("POST", peer_cc, es))),
         ("token refresh_token", refresh(ours_refresh), refresh(peer_refresh)),
-        ("introspection", [("/introspect", form("POST", {"token": fresh()}, rs)) for _ in range(RUNS_PER_SIDE)], same("/token/introspection", form("POST", {"token": theirs["access_token"]}, rs))),
+        ("introspection", [("/introspect", lambda: form("POST", {"token": fresh()}, rs))] * RUNS_PER_SIDE, same("/token/introspection", form("POST", {"token": theirs["access_token"]}, rs))),
         ("userinfo", userinfo("/userinfo", fresh), userinfo("/me", lambda: theirs["access_token"])),
         ("authorize with SSO session", same("/authorize?" + query, {"WRK_HEADERS": f"Cookie: {cookie}"}), same("/auth?" + query, {"WRK_HEADERS": f"Cookie: {theirs['cookie']}"})),
         (CODE_FLOW, same("/authorize", ours_code_flow), same("/auth", code_flow("/auth?" + jwt_query, "/token", theirs["cookie"], rs))),
@@ -504,7 +505,7 @@ def side_by_side(
             for side in SIDE_ORDER:
                 path, env = (ours_runs if side == "ours" else peer_runs)[len(runs[side])]
                 base = ISSUER if side == "ours" else peer.ISSUER
-                runs[side].append(wrk(path, base=base, **env))
+                runs[side].append(wrk(path, base=base, **(env() if callable(env) else env)))
             ours, them = _mean(runs["ours"]), _mean(runs["peer"])
             rows.append((name, ours, them))
             print(
