@@ -5,10 +5,8 @@ sessions, timed, with everyone else's sessions counted before and after."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
-from dataclasses import asdict
 
 import psycopg
 
@@ -62,7 +60,7 @@ def add_sessions(app, user_ids: list[int], per_user: int = 1) -> float:  # type:
                 clients=["bench-rs"],
                 reached={"bench-rs": now},
             )
-            pipe.set(store.key("sess", session.key), json.dumps(asdict(session)), ex=ttl)
+            pipe.set(store.key("sess", session.key), session.to_json(), ex=ttl)
             pipe.set(store.key("sid", session.id), session.key, ex=ttl)
             pipe.sadd(store.key("usess", str(user_id)), session.key)
             pending += 1

@@ -45,6 +45,12 @@ class SsoSession:
     #: client, in one round trip). Not stored.
     saved: bool = True
 
+    def to_json(self) -> str:
+        """What Redis stores (``saved`` left out)."""
+        fields = dict(vars(self))  # plain fields: no deep copy needed
+        del fields["saved"]
+        return json.dumps(fields)
+
 
 class SessionStore:
     def __init__(self, store: Store, idle_seconds: int, absolute_seconds: int) -> None:
@@ -64,9 +70,7 @@ class SessionStore:
         ttl = self._ttl(session, now)
         if ttl <= 0:
             return False
-        fields = dict(vars(session))  # plain fields: no deep copy needed
-        del fields["saved"]
-        payload = json.dumps(fields)
+        payload = session.to_json()
         sess_key = self.store.key("sess", session.key)
         sid_key = self.store.key("sid", session.id)
         user_index = self.store.key("usess", str(session.user_id))
