@@ -58,6 +58,11 @@ class Settings:
     #: Absolute lifetime of a refresh grant (not extended by rotation).
     refresh_token_seconds: int = 30 * 24 * 3600
     authorization_code_seconds: int = 60
+    #: PostgreSQL: the grant a code exchange makes is committed only once it is
+    #: on disk. Off (default): that commit does not wait for the write-ahead
+    #: log's flush; a database crash may lose the last moment's new grants,
+    #: whose tokens then stop working (never the other way round).
+    durable_new_grants: bool = False
     #: How long a login or consent flow may take before it must start again.
     flow_seconds: int = 900
     session_idle_seconds: int = 8 * 3600

@@ -1,6 +1,8 @@
-"""The SQL connections: one engine per app, one session per request; and a
-second engine, where each statement commits by itself, for the one-statement
-work of the hot-path shortcuts and the reads that need no transaction."""
+"""The SQL connections: one engine per app, one session per request; a second
+engine, where each statement commits by itself, for the one-statement work of
+the hot-path shortcuts and the reads that need no transaction; and on
+PostgreSQL a third like it whose commits do not wait for the write-ahead log's
+flush, for the code exchange's new grant (see :func:`init_app`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
@@ -28,17 +31,24 @@ __all__ = ["dispose", "get_reader", "get_recorder", "get_session", "init_app", "
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
-def make_engine(url: str, single_statements: bool = False) -> Engine:
+def make_engine(url: str, single_statements: bool = False, wait_for_flush: bool = True) -> Engine:
     """Create the engine, with SQLite made safe for a threaded development server.
 
     A connection that has been idle in the pool for a while is pinged
     before use (a server restart or an idle timeout does not fail the next
     request). With ``single_statements``: each statement commits by itself
-    (no BEGIN or ROLLBACK round trips).
+    (no BEGIN or ROLLBACK round trips). Without ``wait_for_flush``
+    (PostgreSQL): a commit returns before the write-ahead log reaches the disk
+    (``synchronous_commit=off``); a crash of the database can lose the last
+    moment's commits, never corrupt or half-apply one.
     """
     kwargs: dict[str, Any] = {}
     if single_statements:
         kwargs["isolation_level"] = "AUTOCOMMIT"
+    if not wait_for_flush and url.startswith("postgresql"):
+        given = make_url(url).query.get("options", "")  # e.g. a search_path of the URL's own
+        options = " ".join(given) if isinstance(given, tuple) else given
+        kwargs["connect_args"] = {"options": f"{options} -c synchronous_commit=off".strip()}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -76,11 +86,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: The app's engines, by extension name.
+ENGINES = ("idp.engine", "idp.statement_engine", "idp.grant_engine")
+
+
 def init_app(app: Flask) -> None:
-    engine = make_engine(app.extensions["idp.settings"].sqlalchemy_url)
+    """The engines and session makers.
+
+    ``idp.grant_engine`` makes the grant of a code exchange (the shortcut's
+    one statement). Unless ``durable_new_grants`` is set, its commits on
+    PostgreSQL do not wait for the flush: a flow's latency then does not
+    include a disk write. What a database crash can lose is a grant made in
+    its last moment, and a lost grant fails closed: its access token is
+    refused at UserInfo, its refresh token is unknown, its spent code stays
+    spent. Every other write (refresh token rotation, revocation, logout,
+    accounts, factors, audit) waits for the flush as usual.
+    """
+    settings = app.extensions["idp.settings"]
+    engine = make_engine(settings.sqlalchemy_url)
     app.extensions["idp.engine"] = engine
     app.extensions["idp.statement_engine"] = make_engine(
-        app.extensions["idp.settings"].sqlalchemy_url, single_statements=True
+        settings.sqlalchemy_url, single_statements=True
+    )
+    app.extensions["idp.grant_engine"] = make_engine(
+        settings.sqlalchemy_url,
+        single_statements=True,
+        wait_for_flush=settings.durable_new_grants,
     )
     app.extensions["idp.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.extensions["idp.readermaker"] = sessionmaker(
@@ -91,7 +122,7 @@ def init_app(app: Flask) -> None:
 
 def dispose(app: Flask) -> None:
     """Close every pooled connection of the app's engines."""
-    for name in ("idp.engine", "idp.statement_engine"):
+    for name in ENGINES:
         app.extensions[name].dispose()
 
 

@@ -182,7 +182,7 @@ class Shortcuts:
         the full path, which sees the replay. Once the code is spent there is
         no going back to the full path.
         """
-        engine = self.app.extensions["idp.statement_engine"]
+        engine = self.app.extensions["idp.grant_engine"]
         code, verifier = params.get("code"), params.get("code_verifier")
         if engine.dialect.name != "postgresql" or not code or not verifier:
             return None
@@ -209,7 +209,8 @@ class Shortcuts:
         grant_id = new_grant_id()
         refresh_token = new_secret() if with_refresh_token else None
         # A failure from here to the claim leaves at most a grant no token was
-        # issued for, and the code unspent for the full path.
+        # issued for, and the code unspent for the full path. The grant's
+        # commit need not wait for the disk (idp.db.init_app).
         connection = engine.raw_connection()
         try:
             user = tokens.create_grant_in_one_statement(

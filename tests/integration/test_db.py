@@ -1,13 +1,18 @@
-"""The SQL connection pool on PostgreSQL: a connection idle for a while is
-pinged before use, and replaced when the server has dropped it; one used
-moments ago is handed out without the extra round trip."""
+"""The SQL connections on PostgreSQL: a connection idle for a while is pinged
+before use, and replaced when the server has dropped it; one used moments ago
+is handed out without the extra round trip. The code exchange's grant commits
+without waiting for the disk unless durable_new_grants is set."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy import text
 
 from idp import db
+from tests.factories import Pkce
+from tests.flows import exchange
+from tests.flows import login_for_code
 
 
 @pytest.fixture
@@ -47,3 +52,47 @@ def test_a_connection_used_moments_ago_is_not_pinged(engine, monkeypatch):
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
     backend(engine)
     assert len(pings) == 1
+
+
+def _synchronous_commit(app, name: str) -> str:  # type: ignore[no-untyped-def]
+    with app.extensions[name].connect() as connection:
+        return str(connection.execute(text("SHOW synchronous_commit")).scalar_one())
+
+
+def test_the_grant_of_a_code_exchange_commits_without_waiting_for_the_disk(
+    app, engine, client, factory
+):  # type: ignore[no-untyped-def]
+    """Only the grant engine skips the wait; the code exchange's grant is made
+    there, and is in the table for every other connection at once."""
+    assert _synchronous_commit(app, "idp.grant_engine") == "off"
+    durable = _synchronous_commit(app, "idp.engine")
+    assert durable != "off"
+    assert _synchronous_commit(app, "idp.statement_engine") == durable
+    _, secret = factory.client("portal")
+    user = factory.user("kim@example.com")
+    checkouts: list[object] = []
+    event.listen(app.extensions["idp.grant_engine"], "checkout", lambda *_: checkouts.append(1))
+    pkce = Pkce.new()
+    code = login_for_code(client, "portal", user.email, pkce)["code"]
+    response = exchange(client, "portal", secret, code, pkce)
+    assert response.status_code == 200
+    assert len(checkouts) == 1
+    with engine.connect() as connection:
+        count = connection.execute(
+            text("SELECT count(*) FROM grants WHERE user_id = :id"), {"id": user.id}
+        ).scalar_one()
+    assert count == 1
+    userinfo = client.get(
+        "/userinfo", headers={"Authorization": "Bearer " + response.get_json()["access_token"]}
+    )
+    assert userinfo.status_code == 200
+
+
+def test_durable_new_grants_makes_the_grant_wait_like_every_other_write(
+    app, engine, make_app, settings
+):  # type: ignore[no-untyped-def]
+    durable = make_app(settings.replace(durable_new_grants=True))
+    assert _synchronous_commit(durable, "idp.grant_engine") == _synchronous_commit(
+        durable, "idp.engine"
+    )
+    assert _synchronous_commit(durable, "idp.grant_engine") != "off"

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import event
 
+from idp.db import ENGINES
 from idp.services import tokens as tokens_module
 from tests.factories import PASSWORD
 from tests.factories import REDIRECT_URI
@@ -37,9 +38,9 @@ class Work:
         self.sql: list[str] = []
         self.redis: list[str] = []
         self.later: list[str] = []
-        for engine in ("idp.engine", "idp.statement_engine"):
+        for engine in ENGINES:
             event.listen(app.extensions[engine], "before_cursor_execute", self._statement)
-        # (The other engine's statements commit by themselves: it sends none.)
+        # (The other engines' statements commit by themselves: they send none.)
         for name in ("begin", "commit", "rollback"):
             event.listen(app.extensions["idp.engine"], name, self._transaction(name.upper()))
         client = app.extensions["idp"].store.redis
