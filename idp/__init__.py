@@ -171,7 +171,10 @@ def _build_services(app: Flask, settings: Settings) -> None:
     keyring = KeyRing(keystore)
     clients = ClientRegistry(sessionmaker)
     passwords = Passwords(
-        settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+        settings.argon2_time_cost,
+        settings.argon2_memory_kib,
+        settings.argon2_parallelism,
+        settings.argon2_concurrency,
     )
     tokens = Tokens(
         store,

@@ -73,6 +73,9 @@ class Settings:
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
+    #: argon2id hashes computed at once per process (the others wait): 1 for
+    #: a process per core; cores ÷ processes when there are fewer processes.
+    argon2_concurrency: int = 1
     #: Send cookies with ``Secure`` (and the ``__Host-`` prefix). Defaults to on
     #: in production.
     cookie_secure: bool | None = None
@@ -143,6 +146,8 @@ class Settings:
             raise ConfigError(
                 "passwords must be allowed at least 64 characters and need at least 8"
             )
+        if self.argon2_concurrency < 1:
+            raise ConfigError("IDP_ARGON2_CONCURRENCY must be at least 1")
 
     @property
     def is_development(self) -> bool:

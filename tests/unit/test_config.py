@@ -70,3 +70,9 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [name for name, _ in Settings.documented() if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_argon2_needs_room_for_one_hash_at_a_time():
+    assert Settings.from_env({"IDP_ARGON2_CONCURRENCY": "2"}).argon2_concurrency == 2
+    with pytest.raises(ConfigError, match="IDP_ARGON2_CONCURRENCY must be at least 1"):
+        Settings.from_env({"IDP_ARGON2_CONCURRENCY": "0"})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+
 from idp.services import secrets
 from idp.services.passwords import Passwords
 
@@ -33,3 +35,46 @@ def test_secrets_have_256_bits_and_are_stored_as_sha256():
     assert secrets.matches(value, secrets.digest(value))
     assert not secrets.matches(value + "x", secrets.digest(value))
     assert not secrets.matches(value, None)
+
+
+def _most_at_once(passwords: Passwords, hashed: str, threads: int) -> int:
+    """Verify from ``threads`` threads at once; the most verifications that
+    were inside argon2 at the same moment."""
+    inside, most, lock = 0, 0, threading.Lock()
+    hasher = passwords._hasher
+
+    class Counted:
+        def verify(self, *args: str) -> bool:
+            nonlocal inside, most
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            try:
+                return hasher.verify(*args)
+            finally:
+                with lock:
+                    inside -= 1
+
+    passwords._hasher = Counted()  # type: ignore[assignment]
+    start = threading.Barrier(threads)
+    results: list[bool] = []
+
+    def login() -> None:
+        start.wait()
+        for _ in range(3):
+            results.append(passwords.verify(hashed, "Sikker-kode-1"))
+
+    workers = [threading.Thread(target=login) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert results == [True] * 3 * threads
+    return most
+
+
+def test_a_process_computes_as_many_hashes_at_once_as_configured():
+    one = Passwords(time_cost=1, memory_kib=4096, parallelism=1)
+    assert _most_at_once(one, one.hash("Sikker-kode-1"), threads=4) == 1
+    two = Passwords(time_cost=1, memory_kib=4096, parallelism=1, concurrency=2)
+    assert _most_at_once(two, two.hash("Sikker-kode-1"), threads=4) == 2
