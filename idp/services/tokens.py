@@ -464,12 +464,14 @@ class Tokens:
         return len(grant_ids)
 
     def userinfo_subject(self, connection: Session | Connection, token: AccessToken) -> Row | None:
-        """The active user behind a live grant of a user's access token, in one
+        """The active user behind a live (unrevoked, unexpired) grant of a user's access token, in one
         query: the user's columns (what :func:`~idp.services.claims.user_claims`
         reads), without the ORM's work of building an object."""
         if not token.grant_id:
             return None
-        return connection.execute(USERINFO_QUERY, {"grant_id": token.grant_id}).first()
+        return connection.execute(
+            USERINFO_QUERY, {"grant_id": token.grant_id, "now": clock.utcnow()}
+        ).first()
 
     @staticmethod
     def userinfo_subject_on_postgresql(dbapi_connection: Any, token: AccessToken) -> Any:
@@ -478,7 +480,9 @@ class Tokens:
         SQLAlchemy's execution layer, a third of UserInfo's time (measured)."""
         if not token.grant_id:
             return None
-        return _prepared_row(dbapi_connection, USERINFO_SQL, {"grant_id": token.grant_id})
+        return _prepared_row(
+            dbapi_connection, USERINFO_SQL, {"grant_id": token.grant_id, "now": clock.utcnow()}
+        )
 
 
 def _prepared_row(dbapi_connection: Any, sql: str, values: dict[str, Any]) -> Any:
@@ -588,6 +592,7 @@ USERINFO_QUERY = (
     .where(
         Grant.id == bindparam("grant_id"),
         Grant.revoked_at.is_(None),
+        Grant.expires_at > bindparam("now"),
         User.is_active.is_(True),
     )
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from http import HTTPStatus
 
 import pytest
@@ -96,6 +97,22 @@ class TestUserInfo:
         tokens = _tokens(client, secret, user)
         app.extensions["idp"].accounts.update(user.email, UserProfile(is_active=False))
         response = client.get("/userinfo", headers=_bearer(tokens["access_token"]))
+        assert response.json["error"] == "invalid_token"
+
+    def test_a_token_of_an_expired_grant_gets_no_claims(self, client, app, secret, user):
+        """An access token can outlive its grant by minutes (one refreshed
+        just before the grant's absolute end): the grant's end stops it."""
+        from sqlalchemy import update
+
+        from idp.models import Grant
+
+        tokens = _tokens(client, secret, user)
+        with app.extensions["idp.engine"].begin() as connection:
+            connection.execute(
+                update(Grant).values(expires_at=clock.utcnow() - dt.timedelta(seconds=1))
+            )
+        response = client.get("/userinfo", headers=_bearer(tokens["access_token"]))
+        assert response.status_code == HTTPStatus.UNAUTHORIZED
         assert response.json["error"] == "invalid_token"
 
 
