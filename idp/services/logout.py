@@ -106,6 +106,7 @@ class Logout:
         tokens die, access tokens are deny-listed), and a logout sent to every
         client it reached."""
         self.sessions.revoke(sso)
+        self.tokens.deny_sessions([sso.id])
         self.tokens.revoke_session_grants(db, sso.id)
         ended = self._announce(db, sso, origin, actor_id, event)
         db.commit()
@@ -120,7 +121,9 @@ class Logout:
         Redis pipeline, the grants in one statement, the logouts and audit
         events in one commit."""
         total = Ended()
-        for sso in self.sessions.revoke_user(user_id):
+        revoked = self.sessions.revoke_user(user_id)
+        self.tokens.deny_sessions([sso.id for sso in revoked])
+        for sso in revoked:
             ended = self._announce(db, sso, origin, actor_id, "session.revoked")
             total.sessions += 1
             total.deliveries += ended.deliveries

@@ -6,7 +6,9 @@
   grant (RFC 6749 §4.1.2).
 * Access tokens are JWTs (RFC 9068), verified without a database. Revoked ones
   are deny-listed in Redis until they expire: by ``jti`` for one token, by
-  grant id for every token of a grant.
+  grant id for every token of a grant, by session id (``sid``) for every
+  token of an ended SSO session, whether or not its grant's row is still
+  there to be found.
 * Refresh tokens are opaque, stored hashed in SQL, and rotated on every use;
   presenting a rotated one revokes the whole grant (OAuth 2.0 Security BCP §4.14).
 """
@@ -17,6 +19,7 @@ import datetime as dt
 import json
 import secrets as std_secrets
 from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,6 +258,8 @@ class Tokens:
         keys = [self.store.key("deny", "jti", str(claims["jti"]))]
         if claims.get("gid"):
             keys.append(self.store.key("deny", "grant", str(claims["gid"])))
+        if claims.get("sid"):
+            keys.append(self.store.key("deny", "sid", str(claims["sid"])))
         if any(self.store.call("MGET", *keys)):
             raise InvalidTokenError("revoked")
         return AccessToken(claims)
@@ -431,6 +436,16 @@ class Tokens:
         self.store.redis.set(
             self.store.key("deny", "grant", grant_id), 1, ex=self.access_token_seconds
         )
+
+    def deny_sessions(self, session_ids: Iterable[str]) -> None:
+        """Deny-list the access tokens of ended SSO sessions (by their ``sid``)
+        until the longest of them expires: the grant rows they were issued for
+        need not be found (one made in a database's last moment before a crash
+        may be gone, see :func:`idp.db.init_app`)."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        for session_id in session_ids:
+            pipe.set(self.store.key("deny", "sid", session_id), 1, ex=self.access_token_seconds)
+        pipe.execute()
 
     def revoke_session_grants(self, session: Session, session_id: str) -> int:
         """Revoke the live grants made in one SSO session (indexed by session)."""

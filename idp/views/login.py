@@ -794,7 +794,8 @@ def reset() -> Any:
     # Older links die; whoever knew the old password is logged out everywhere;
     # the owner of the mailbox is no longer locked out.
     svc.actions.void(session, user.id)
-    svc.sessions.revoke_user(user.id)
+    revoked = svc.sessions.revoke_user(user.id)
+    svc.tokens.deny_sessions([sso.id for sso in revoked])
     svc.tokens.revoke_user_grants(session, user.id)
     svc.lockout.lift(user.email)
     svc.audit.record(

@@ -645,6 +645,31 @@ class TestForgottenPassword:
         assert form_action(code_page).startswith("/login/code?flow=")
         assert [e.details["via"] for e in audit_events(app, "password.changed")] == ["reset"]
 
+    def test_a_reset_ends_the_access_tokens_of_a_lost_grant(self, app, client, rp, user, factory):
+        """A grant gone in a database crash (its commit did not wait for the
+        disk): the reset still ends its access token, by its session id."""
+        from sqlalchemy import delete
+
+        from idp.models import Grant
+        from idp.models import RefreshToken
+
+        enrolment = factory.enrol(user)
+        other, pkce = app.test_client(), Pkce.new()
+        page = screen(
+            other,
+            submit_login(other, authorize(other, authorize_params("portal", pkce)), user.email),
+        )
+        params = query(form_post(other, page, {"code": enrolment.totp_code()}).location)
+        access = exchange(other, "portal", rp[1], params["code"], pkce).get_json()["access_token"]
+        with app.extensions["idp.engine"].begin() as connection:
+            connection.execute(delete(RefreshToken))
+            connection.execute(delete(Grant))
+        form = follow(client, client.get(self._request_link(app, client)))
+        done = form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert done.status_code == HTTPStatus.OK
+        introspected = client.post("/introspect", data={"token": access}, auth=("portal", rp[1]))
+        assert introspected.get_json() == {"active": False}
+
     def test_a_used_reset_link_is_refused(self, app, client, rp, user):
         link = self._request_link(app, client)
         form = follow(client, client.get(link))

@@ -12,10 +12,13 @@ from urllib.parse import parse_qs
 
 import pytest
 from joserfc import jwt
+from sqlalchemy import delete
 
 from idp import clock
 from idp.db import get_session
+from idp.models import Grant
 from idp.models import LogoutDelivery
+from idp.models import RefreshToken
 from idp.services.audit import Origin
 from idp.services.logout import BACKCHANNEL_EVENT
 from tests.factories import Pkce
@@ -242,6 +245,33 @@ class TestRevocation:
             auth=("portal", rp[1]),
         )
         assert refreshed.get_json()["error"] == "invalid_grant"
+
+    @pytest.mark.parametrize("ending", ["the user's sessions", "one session"])
+    def test_a_token_whose_grant_was_lost_still_ends_with_its_session(
+        self, app, client, rp, user, ending
+    ):
+        """A grant made in a database's last moment before a crash may be
+        gone (its commit did not wait for the disk): ending the session still
+        ends its access token, by the session id it carries."""
+        tokens = tokens_for(client, rp, user)
+        services = app.extensions["idp"]
+        with app.extensions["idp.engine"].begin() as connection:
+            connection.execute(delete(RefreshToken))
+            connection.execute(delete(Grant))
+        introspect = {"token": tokens["access_token"]}
+        assert client.post("/introspect", data=introspect, auth=("portal", rp[1])).json["active"]
+        with app.app_context():
+            if ending == "one session":
+                (sso,) = services.sessions.for_user(user.id)
+                services.logout.end_session(get_session(), sso, Origin())
+            else:
+                services.logout.end_user(get_session(), user.id, Origin())
+        introspected = client.post("/introspect", data=introspect, auth=("portal", rp[1]))
+        assert introspected.get_json() == {"active": False}
+        userinfo = client.get(
+            "/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}
+        )
+        assert userinfo.status_code == HTTPStatus.UNAUTHORIZED
 
     def test_a_request_that_read_the_session_before_it_ended_cannot_revive_it(
         self, app, client, rp, user
