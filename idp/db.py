@@ -18,7 +18,6 @@ from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
@@ -45,10 +44,6 @@ def make_engine(url: str, single_statements: bool = False, wait_for_flush: bool 
     kwargs: dict[str, Any] = {}
     if single_statements:
         kwargs["isolation_level"] = "AUTOCOMMIT"
-    if not wait_for_flush and url.startswith("postgresql"):
-        given = make_url(url).query.get("options", "")  # e.g. a search_path of the URL's own
-        options = " ".join(given) if isinstance(given, tuple) else given
-        kwargs["connect_args"] = {"options": f"{options} -c synchronous_commit=off".strip()}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -60,7 +55,20 @@ def make_engine(url: str, single_statements: bool = False, wait_for_flush: bool 
     else:
         event.listen(engine, "checkin", _note_idle)
         event.listen(engine, "checkout", functools.partial(_ping_if_idle, engine.dialect))
+        if not wait_for_flush:
+            # A session setting of each new connection, leaving the URL's, the
+            # environment's (PGOPTIONS) and a service file's options as they are.
+            event.listen(engine, "connect", _commit_without_waiting_for_flush)
     return engine
+
+
+def _commit_without_waiting_for_flush(dbapi_connection: Any, _record: Any) -> None:
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True  # the setting outside any transaction: it stays
+    try:
+        dbapi_connection.execute("SET synchronous_commit TO off")
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _note_idle(_dbapi_connection: Any, record: Any) -> None:

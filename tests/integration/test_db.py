@@ -96,3 +96,29 @@ def test_durable_new_grants_makes_the_grant_wait_like_every_other_write(
         durable, "idp.engine"
     )
     assert _synchronous_commit(durable, "idp.grant_engine") != "off"
+
+
+def test_the_grant_engine_keeps_the_connection_options_it_was_given(
+    engine, database_url, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """The setting is made on each new connection, not by replacing the
+    options of the URL or the environment (PGOPTIONS)."""
+    monkeypatch.setenv("PGOPTIONS", "-c application_name=idp-options-test")
+    grants = db.make_engine(
+        database_url.split("?")[0], single_statements=True, wait_for_flush=False
+    )
+    try:
+        with grants.connect() as connection:
+            assert connection.execute(text("SHOW application_name")).scalar_one() == (
+                "idp-options-test"
+            )
+            assert connection.execute(text("SHOW synchronous_commit")).scalar_one() == "off"
+    finally:
+        grants.dispose()
+    given = db.make_engine(database_url, single_statements=True, wait_for_flush=False)
+    try:
+        with given.connect() as connection:  # the URL's search_path, the test's schema
+            assert connection.execute(text("SHOW search_path")).scalar_one().startswith("test_")
+            assert connection.execute(text("SHOW synchronous_commit")).scalar_one() == "off"
+    finally:
+        given.dispose()
