@@ -7,8 +7,9 @@
 * Access tokens are JWTs (RFC 9068), verified without a database. Revoked ones
   are deny-listed in Redis until they expire: by ``jti`` for one token, by
   grant id for every token of a grant, by session id (``sid``) for every
-  token of an ended SSO session, whether or not its grant's row is still
-  there to be found.
+  token of an ended SSO session, and by subject with a time for every token
+  of a user issued until all of the user's sessions and grants were ended;
+  the last two whether or not the grant's row is still there to be found.
 * Refresh tokens are opaque, stored hashed in SQL, and rotated on every use;
   presenting a rotated one revokes the whole grant (OAuth 2.0 Security BCP §4.14).
 """
@@ -260,7 +261,13 @@ class Tokens:
             keys.append(self.store.key("deny", "grant", str(claims["gid"])))
         if claims.get("sid"):
             keys.append(self.store.key("deny", "sid", str(claims["sid"])))
-        if any(self.store.call("MGET", *keys)):
+        if not claims.get("gid"):
+            cutoff = None
+            denied = self.store.call("MGET", *keys)
+        else:  # a user's: all of the user's tokens may have been ended since
+            keys.append(self.store.key("deny", "sub", str(claims["sub"])))
+            *denied, cutoff = self.store.call("MGET", *keys)
+        if any(denied) or (cutoff is not None and int(claims.get("iat", 0)) <= int(cutoff)):
             raise InvalidTokenError("revoked")
         return AccessToken(claims)
 
@@ -460,8 +467,9 @@ class Tokens:
 
     def revoke_user_grants(self, session: Session, user_id: int) -> int:
         """Revoke every live grant of one user (indexed by user) in one
-        statement, and deny-list their access tokens in one pipeline; returns
-        how many."""
+        statement, and deny-list their access tokens, and every other token
+        of the user issued until now, in one pipeline; returns how many
+        grants."""
         grant_ids = list(
             session.scalars(
                 update(Grant)
@@ -472,9 +480,17 @@ class Tokens:
             )
         )
         session.commit()
+        subject = session.scalar(select(User.subject).where(User.id == user_id))
         pipe = self.store.redis.pipeline(transaction=False)
         for grant_id in grant_ids:
             pipe.set(self.store.key("deny", "grant", grant_id), 1, ex=self.access_token_seconds)
+        if subject is not None:
+            # Every token of the user issued until now, whatever grant or
+            # session it came from (a grant lost in a crash, a session that
+            # had already left the user's index).
+            pipe.set(
+                self.store.key("deny", "sub", subject), clock.now(), ex=self.access_token_seconds
+            )
         pipe.execute()
         return len(grant_ids)
 

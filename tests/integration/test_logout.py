@@ -246,7 +246,9 @@ class TestRevocation:
         )
         assert refreshed.get_json()["error"] == "invalid_grant"
 
-    @pytest.mark.parametrize("ending", ["the user's sessions", "one session"])
+    @pytest.mark.parametrize(
+        "ending", ["the user's sessions", "one session", "the user's, the session gone already"]
+    )
     def test_a_token_whose_grant_was_lost_still_ends_with_its_session(
         self, app, client, rp, user, ending
     ):
@@ -265,6 +267,11 @@ class TestRevocation:
                 (sso,) = services.sessions.for_user(user.id)
                 services.logout.end_session(get_session(), sso, Origin())
             else:
+                if ending.endswith("gone already"):
+                    # Replaced by another login in its browser, or expired:
+                    # no longer among the user's sessions to end.
+                    (sso,) = services.sessions.for_user(user.id)
+                    services.sessions.revoke(sso)
                 services.logout.end_user(get_session(), user.id, Origin())
         introspected = client.post("/introspect", data=introspect, auth=("portal", rp[1]))
         assert introspected.get_json() == {"active": False}
