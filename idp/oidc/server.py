@@ -149,6 +149,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             return None
         if data.client_id != client.client_id or grant_id is None:
             return None
+        if tokens.session_ended(data.session_id):
+            return None  # logged out after the code was issued: no grant
         db = get_session()
         # The user is read in the grant's transaction (one transaction, not two).
         self.code_user = db.get(User, data.user_id)

@@ -221,7 +221,7 @@ class Shortcuts:
         if user is None:
             return None  # the user is gone or disabled: the full endpoint says so
         try:
-            claimed = tokens.claim_code(code, grant_id)
+            claimed = tokens.claim_code(code, grant_id, data.session_id)
         except Exception:
             # Spent or not, nobody can tell: the full path could take it for a
             # replay. The grant goes (no token was issued for it).
@@ -230,7 +230,9 @@ class Shortcuts:
             return _server_error()
         if not claimed:
             self._withdraw(grant_id)
-            return None  # taken by another exchange: the full path sees the replay
+            # Taken by another exchange, or its session ended: the full path
+            # sees a replay (the code is marked used by the grant withdrawn).
+            return None
         try:
             principal = Principal(
                 user=user,  # type: ignore[arg-type] # has the subject and the claims' columns

@@ -168,16 +168,19 @@ class Tokens:
         data = CodeData(**json.loads(raw))
         return data if clock.now() < data.expires_at else None
 
-    def claim_code(self, code: str, grant_id: str) -> bool:
+    def claim_code(self, code: str, grant_id: str, session_id: str | None = None) -> bool:
         """Consume a code checked with :meth:`peek_code` whose grant is already
         recorded, and mark it used by that grant, in one atomic step; False
-        when the code went meanwhile (taken by another exchange, or expired).
+        when the code went meanwhile (taken by another exchange, or expired),
+        or when its SSO session (``session_id``) has ended since it was issued:
+        that code is spent all the same and marked, so that the full path
+        takes the exchange for a replay and ends the grant.
 
         The mark is set only if none is there: a concurrent exchange that took
         the code first keeps its own.
         """
         digest = secrets.digest(code)
-        raw, _ = self.store.transaction(
+        commands: list[tuple[Any, ...]] = [
             ("GETDEL", self.store.key("code", digest)),
             (
                 "SET",
@@ -187,8 +190,21 @@ class Tokens:
                 USED_CODE_MEMORY_SECONDS,
                 "NX",
             ),
+        ]
+        if session_id:
+            commands.append(("EXISTS", self._ended_session_key(session_id)))
+        raw, _, *ended = self.store.transaction(*commands)
+        return raw is not None and not any(ended)
+
+    def session_ended(self, session_id: str | None) -> bool:
+        """Whether the SSO session a code was issued in has ended since
+        (logged out or revoked): its code then makes no grant."""
+        return bool(session_id) and bool(
+            self.store.call("EXISTS", self._ended_session_key(session_id))
         )
-        return raw is not None
+
+    def _ended_session_key(self, session_id: str) -> str:
+        return self.store.key("deny", "sid", session_id)
 
     def consume_code(self, code: str) -> tuple[CodeData | None, str | None]:
         """Take the code out of the store, atomically.
@@ -260,7 +276,7 @@ class Tokens:
         if claims.get("gid"):
             keys.append(self.store.key("deny", "grant", str(claims["gid"])))
         if claims.get("sid"):
-            keys.append(self.store.key("deny", "sid", str(claims["sid"])))
+            keys.append(self._ended_session_key(str(claims["sid"])))
         if not claims.get("gid"):
             cutoff = None
             denied = self.store.call("MGET", *keys)
@@ -451,7 +467,7 @@ class Tokens:
         may be gone, see :func:`idp.db.init_app`)."""
         pipe = self.store.redis.pipeline(transaction=False)
         for session_id in session_ids:
-            pipe.set(self.store.key("deny", "sid", session_id), 1, ex=self.access_token_seconds)
+            pipe.set(self._ended_session_key(session_id), 1, ex=self.access_token_seconds)
         pipe.execute()
 
     def revoke_session_grants(self, session: Session, session_id: str) -> int:

@@ -13,6 +13,8 @@ from urllib.parse import parse_qs
 import pytest
 from joserfc import jwt
 from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import select
 
 from idp import clock
 from idp.db import get_session
@@ -279,6 +281,24 @@ class TestRevocation:
             "/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}
         )
         assert userinfo.status_code == HTTPStatus.UNAUTHORIZED
+
+    def test_a_code_issued_before_the_logout_makes_no_grant_after_it(self, app, client, rp, user):
+        """A code lives a minute: one still unexchanged when its session ends
+        is refused, and leaves no grant behind (on either exchange path)."""
+        pkce = Pkce.new()
+        code = login_for_code(client, "portal", user.email, pkce)["code"]
+        services = app.extensions["idp"]
+        with app.app_context():
+            (sso,) = services.sessions.for_user(user.id)
+            services.logout.end_session(get_session(), sso, Origin())
+        response = exchange(client, "portal", rp[1], code, pkce)
+        assert response.status_code == HTTPStatus.BAD_REQUEST
+        assert response.get_json()["error"] == "invalid_grant"
+        with app.extensions["idp.engine"].connect() as connection:
+            live = connection.execute(
+                select(func.count()).select_from(Grant).where(Grant.revoked_at.is_(None))
+            ).scalar_one()
+        assert live == 0
 
     def test_a_request_that_read_the_session_before_it_ended_cannot_revive_it(
         self, app, client, rp, user
