@@ -60,8 +60,9 @@ class Settings:
     authorization_code_seconds: int = 60
     #: PostgreSQL: the grant a code exchange makes is committed only once it is
     #: on disk. Off (default): that commit does not wait for the write-ahead
-    #: log's flush; a database crash may lose the last moment's new grants,
-    #: whose tokens then stop working (never the other way round).
+    #: log's flush; a database crash may lose the last moment's new grants:
+    #: their refresh tokens and UserInfo stop working, and their access
+    #: tokens live out their lifetime (ending the session still ends them).
     durable_new_grants: bool = False
     #: How long a login or consent flow may take before it must start again.
     flow_seconds: int = 900

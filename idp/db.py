@@ -105,10 +105,12 @@ def init_app(app: Flask) -> None:
     one statement). Unless ``durable_new_grants`` is set, its commits on
     PostgreSQL do not wait for the flush: a flow's latency then does not
     include a disk write. What a database crash can lose is a grant made in
-    its last moment, and a lost grant fails closed: its access token is
-    refused at UserInfo, its refresh token is unknown, its spent code stays
-    spent. Every other write (refresh token rotation, revocation, logout,
-    accounts, factors, audit) waits for the flush as usual.
+    its last moment: UserInfo then refuses its access token, its refresh
+    token is unknown, its spent code stays spent; the access token itself
+    lives out its few minutes, unless its session or its user is ended
+    (deny-listed by ``sid`` and subject, not by grant). Every other write
+    (refresh token rotation, revocation, logout, accounts, factors, audit)
+    waits for the flush as usual.
     """
     settings = app.extensions["idp.settings"]
     engine = make_engine(settings.sqlalchemy_url)

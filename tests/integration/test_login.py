@@ -647,7 +647,8 @@ class TestForgottenPassword:
 
     def test_a_reset_ends_the_access_tokens_of_a_lost_grant(self, app, client, rp, user, factory):
         """A grant gone in a database crash (its commit did not wait for the
-        disk): the reset still ends its access token, by its session id."""
+        disk): the reset still ends its access token, by its session id and
+        the user's cutoff, neither of which needs the grant's row."""
         from sqlalchemy import delete
 
         from idp.models import Grant
