@@ -283,7 +283,10 @@ class Tokens:
         else:  # a user's: all of the user's tokens may have been ended since
             keys.append(self.store.key("deny", "sub", str(claims["sub"])))
             *denied, cutoff = self.store.call("MGET", *keys)
-        if any(denied) or (cutoff is not None and int(claims.get("iat", 0)) <= int(cutoff)):
+        # The cutoff is a whole second, like ``iat``: a token of that very
+        # second may come from a login after the ending (a new password's
+        # first login), so it is judged by its session's and grant's entries.
+        if any(denied) or (cutoff is not None and int(claims.get("iat", 0)) < int(cutoff)):
             raise InvalidTokenError("revoked")
         return AccessToken(claims)
 
@@ -484,7 +487,7 @@ class Tokens:
     def revoke_user_grants(self, session: Session, user_id: int) -> int:
         """Revoke every live grant of one user (indexed by user) in one
         statement, and deny-list their access tokens, and every other token
-        of the user issued until now, in one pipeline; returns how many
+        of the user issued before this second, in one pipeline; returns how many
         grants."""
         grant_ids = list(
             session.scalars(
@@ -501,9 +504,9 @@ class Tokens:
         for grant_id in grant_ids:
             pipe.set(self.store.key("deny", "grant", grant_id), 1, ex=self.access_token_seconds)
         if subject is not None:
-            # Every token of the user issued until now, whatever grant or
-            # session it came from (a grant lost in a crash, a session that
-            # had already left the user's index).
+            # Every token of the user issued before this second, whatever
+            # grant or session it came from (a grant lost in a crash, a
+            # session that had already left the user's index).
             pipe.set(
                 self.store.key("deny", "sub", subject), clock.now(), ex=self.access_token_seconds
             )

@@ -248,11 +248,29 @@ class TestRevocation:
         )
         assert refreshed.get_json()["error"] == "invalid_grant"
 
+    def test_a_login_in_the_second_of_the_revocation_gets_working_tokens(
+        self, app, client, rp, user, monkeypatch
+    ):
+        """The user's cutoff is a whole second, as ``iat`` is: the first
+        login after an ending (a new password's, say) may fall in that same
+        second, and its tokens must work."""
+        old = tokens_for(client, rp, user)
+        frozen = clock.now()
+        monkeypatch.setattr(clock, "now", lambda: frozen)
+        with app.app_context():
+            app.extensions["idp"].logout.end_user(get_session(), user.id, Origin())
+        fresh = tokens_for(app.test_client(), rp, user)
+        for token, status in ((old, HTTPStatus.UNAUTHORIZED), (fresh, HTTPStatus.OK)):
+            userinfo = client.get(
+                "/userinfo", headers={"Authorization": "Bearer " + token["access_token"]}
+            )
+            assert userinfo.status_code == status
+
     @pytest.mark.parametrize(
         "ending", ["the user's sessions", "one session", "the user's, the session gone already"]
     )
     def test_a_token_whose_grant_was_lost_still_ends_with_its_session(
-        self, app, client, rp, user, ending
+        self, app, client, rp, user, ending, monkeypatch
     ):
         """A grant made in a database's last moment before a crash may be
         gone (its commit did not wait for the disk): ending the session still
@@ -271,9 +289,12 @@ class TestRevocation:
             else:
                 if ending.endswith("gone already"):
                     # Replaced by another login in its browser, or expired:
-                    # no longer among the user's sessions to end.
+                    # no longer among the user's sessions to end; only the
+                    # user's cutoff, a later second than the token's, ends it.
                     (sso,) = services.sessions.for_user(user.id)
                     services.sessions.revoke(sso)
+                    later = clock.now() + 1
+                    monkeypatch.setattr(clock, "now", lambda: later)
                 services.logout.end_user(get_session(), user.id, Origin())
         introspected = client.post("/introspect", data=introspect, auth=("portal", rp[1]))
         assert introspected.get_json() == {"active": False}
