@@ -99,6 +99,8 @@ COMMON_HEADERS = [
 #: RFC 6749 §5.1 (token), and the same for introspection, as the full endpoints send them.
 OAUTH_HEADERS = [*COMMON_HEADERS, ("Pragma", "no-cache")]
 KNOWN_SCOPES = frozenset(SCOPES)
+#: How many (scheme, host) pairs' transport answers a worker remembers.
+SECURE_TRANSPORTS_REMEMBERED = 64
 
 
 class Shortcuts:
@@ -111,6 +113,11 @@ class Shortcuts:
             ("POST", "/introspect"): self._introspection,
             ("GET", "/authorize"): self._authorize,
         }
+        # Whether a scheme and host are a secure transport, as Authlib judges
+        # it (a URL parsed, an address parsed): the same few answers for
+        # every request, so each is worked out once. Hosts come from clients,
+        # so the memory has a bound.
+        self._secure_transports: dict[tuple[str, str], bool] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -121,7 +128,7 @@ class Shortcuts:
             # Parameters in a POST's query string count for the full endpoints.
             or (method == "POST" and environ.get("QUERY_STRING"))
             # Authlib refuses plain HTTP other than to loopback (insecure_transport).
-            or not is_secure_transport(_url(environ))
+            or not self._secure(environ)
         ):
             return self.wsgi_app(environ, start_response)
         try:
@@ -136,6 +143,16 @@ class Shortcuts:
         headers = COMMON_HEADERS if path == "/userinfo" else OAUTH_HEADERS
         start_response("200 OK", [*headers, ("Content-Length", str(len(answer)))])
         return [answer]
+
+    def _secure(self, environ: dict[str, Any]) -> bool:
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        known = self._secure_transports.get((scheme, host))
+        if known is None:
+            known = is_secure_transport(f"{scheme}://{host}/")
+            if len(self._secure_transports) < SECURE_TRANSPORTS_REMEMBERED:
+                self._secure_transports[scheme, host] = known
+        return known
 
     @property
     def services(self) -> Any:
@@ -430,11 +447,6 @@ class Shortcuts:
         ):
             return None
         return client
-
-
-def _url(environ: dict[str, Any]) -> str:
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{environ.get('PATH_INFO', '')}"
 
 
 def _server_error() -> Response:

@@ -21,6 +21,7 @@ from idp.db import get_session
 from idp.db import make_engine
 from idp.models import Grant
 from idp.models import User
+from idp.oidc.shortcuts import SECURE_TRANSPORTS_REMEMBERED
 from idp.oidc.shortcuts import Shortcuts
 from idp.services import secrets
 from tests.factories import REDIRECT_URI
@@ -884,3 +885,25 @@ def test_requests_the_full_endpoint_reads_otherwise_go_to_it(  # type: ignore[no
         assert response.json["scope"] == "email"
     else:
         assert response.status_code == HTTPStatus.BAD_REQUEST
+
+
+def test_transport_answers_are_remembered_per_host_within_a_bound(  # type: ignore[no-untyped-def]
+    client, service, shortcut: Shortcuts, full_endpoint_calls
+):
+    """Each (scheme, host) is judged once; plain HTTP to a host that is not
+    loopback still goes to the full endpoint every time, and hosts made up by
+    clients do not grow the worker's memory past its bound."""
+    client_id, secret = service
+    body = "grant_type=client_credentials&scope=profile"
+    headers = {**_basic(client_id, secret), "Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post("/token", data=body, headers=headers).json["token_type"] == "Bearer"
+    assert shortcut._secure_transports == {("http", "localhost"): True}
+    for host in ["idp.example.com"] * 3 + [f"h{n}.example.com" for n in range(100)]:
+        response = client.post("/token", data=body, headers=headers, base_url=f"http://{host}")
+        assert response.json["error"] == "insecure_transport"
+    assert len(full_endpoint_calls) == 103
+    assert len(shortcut._secure_transports) == SECURE_TRANSPORTS_REMEMBERED
+    assert shortcut._secure_transports["http", "idp.example.com"] is False
+    # A host judged after the memory filled is judged again each time.
+    again = client.post("/token", data=body, headers=headers, base_url="http://h99.example.com")
+    assert again.json["error"] == "insecure_transport"
