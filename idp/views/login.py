@@ -791,12 +791,11 @@ def reset() -> Any:
     user = session.merge(user)
     user.password_hash = svc.accounts.passwords.hash(new)
     session.commit()
-    # Older links die; whoever knew the old password is logged out everywhere;
-    # the owner of the mailbox is no longer locked out.
+    # Older links die; whoever knew the old password is logged out everywhere,
+    # in the products too (their back-channel logouts); the owner of the
+    # mailbox is no longer locked out.
     svc.actions.void(session, user.id)
-    revoked = svc.sessions.revoke_user(user.id)
-    svc.tokens.deny_sessions([sso.id for sso in revoked])
-    svc.tokens.revoke_user_grants(session, user.id)
+    svc.logout.end_user(session, user.id, origin(), actor_id=user.id)
     svc.lockout.lift(user.email)
     svc.audit.record(
         session, "password.changed", origin(), subject_id=user.id, actor_id=user.id, via="reset"

@@ -12,6 +12,7 @@ from joserfc import jwt
 
 from idp import clock
 from idp.services.flows import FlowError
+from tests.backchannel import Receiver
 from tests.factories import PASSWORD
 from tests.factories import REDIRECT_URI
 from tests.factories import Pkce
@@ -644,6 +645,38 @@ class TestForgottenPassword:
         assert code_page.status_code == HTTPStatus.OK
         assert form_action(code_page).startswith("/login/code?flow=")
         assert [e.details["via"] for e in audit_events(app, "password.changed")] == ["reset"]
+
+    def test_a_reset_logs_the_products_out_over_the_back_channel(
+        self, app, client, rp, factory, user
+    ):
+        """Whoever knew the old password is logged out of the products too:
+        each product the user's sessions reached gets a logout token."""
+        receiver = Receiver()
+        try:
+            _, secret = factory.client("crm", backchannel_logout_uri=receiver.url)
+            enrolment = factory.enrol(user)
+            other, pkce = app.test_client(), Pkce.new()
+            page = screen(
+                other,
+                submit_login(other, authorize(other, authorize_params("crm", pkce)), user.email),
+            )
+            params = query(form_post(other, page, {"code": enrolment.totp_code()}).location)
+            id_token = exchange(other, "crm", secret, params["code"], pkce).get_json()["id_token"]
+            form = follow(client, client.get(self._request_link(app, client)))
+            form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+            app.extensions["idp"].background.wait()
+            (logout_token,) = receiver.tokens
+        finally:
+            receiver.close()
+        keyset = app.extensions["idp"].keyring.keyset
+        claims = jwt.decode(logout_token, keyset).claims
+        signed_in = jwt.decode(id_token, keyset).claims
+        assert (claims["aud"], claims["sub"], claims["sid"]) == (
+            "crm",
+            signed_in["sub"],
+            signed_in["sid"],
+        )
+        assert [e.actor_id for e in audit_events(app, "session.revoked")] == [user.id]
 
     def test_a_reset_ends_the_access_tokens_of_a_lost_grant(self, app, client, rp, user, factory):
         """A grant gone in a database crash (its commit did not wait for the

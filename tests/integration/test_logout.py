@@ -4,11 +4,7 @@ loopback, with retries), front-channel, and revoking sessions of a user."""
 from __future__ import annotations
 
 import json
-import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
 from joserfc import jwt
@@ -23,6 +19,7 @@ from idp.models import LogoutDelivery
 from idp.models import RefreshToken
 from idp.services.audit import Origin
 from idp.services.logout import BACKCHANNEL_EVENT
+from tests.backchannel import Receiver
 from tests.factories import Pkce
 from tests.flows import authorize
 from tests.flows import authorize_params
@@ -30,37 +27,6 @@ from tests.flows import csrf_token
 from tests.flows import exchange
 from tests.flows import login_for_code
 from tests.flows import query
-
-
-class Receiver:
-    """A product's back-channel logout endpoint on loopback; it can be down."""
-
-    def __init__(self) -> None:
-        self.tokens: list[str] = []
-        self.up = True
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                if not receiver.up:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                receiver.tokens.append(parse_qs(body)["logout_token"][0])
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/backchannel-logout"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
