@@ -149,13 +149,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             return None
         if data.client_id != client.client_id or grant_id is None:
             return None
-        if tokens.session_ended(data.session_id):
-            return None  # logged out after the code was issued: no grant
         db = get_session()
         # The user is read in the grant's transaction (one transaction, not two).
         self.code_user = db.get(User, data.user_id)
         if self.code_user is None or not self.code_user.is_active:
             return data  # no grant: authenticate_user refuses the exchange
+        if tokens.code_outlived(data, self.code_user.subject):
+            return None  # logged out after the code was issued: no grant
         tokens.create_grant(db, grant_id, data)
         self.request.grant_id = grant_id
         return data

@@ -238,7 +238,7 @@ class Shortcuts:
         if user is None:
             return None  # the user is gone or disabled: the full endpoint says so
         try:
-            claimed = tokens.claim_code(code, grant_id, data.session_id)
+            claimed = tokens.claim_code(code, grant_id, data, user.subject)
         except Exception:
             # Spent or not, nobody can tell: the full path could take it for a
             # replay. The grant goes (no token was issued for it).
@@ -247,7 +247,7 @@ class Shortcuts:
             return _server_error()
         if not claimed:
             self._withdraw(grant_id)
-            # Taken by another exchange, or its session ended: the full path
+            # Taken by another exchange, or its login ended: the full path
             # sees a replay (the code is marked used by the grant withdrawn).
             return None
         try:

@@ -168,13 +168,16 @@ class Tokens:
         data = CodeData(**json.loads(raw))
         return data if clock.now() < data.expires_at else None
 
-    def claim_code(self, code: str, grant_id: str, session_id: str | None = None) -> bool:
+    def claim_code(
+        self, code: str, grant_id: str, data: CodeData | None = None, subject: str | None = None
+    ) -> bool:
         """Consume a code checked with :meth:`peek_code` whose grant is already
         recorded, and mark it used by that grant, in one atomic step; False
         when the code went meanwhile (taken by another exchange, or expired),
-        or when its SSO session (``session_id``) has ended since it was issued:
-        that code is spent all the same and marked, so that the full path
-        takes the exchange for a replay and ends the grant.
+        or when, given its ``data`` and its user's ``subject``, it has
+        outlived its login (:meth:`code_outlived`): that code is spent all the
+        same and marked, so that the full path takes the exchange for a replay
+        and ends the grant.
 
         The mark is set only if none is there: a concurrent exchange that took
         the code first keeps its own.
@@ -191,20 +194,38 @@ class Tokens:
                 "NX",
             ),
         ]
-        if session_id:
-            commands.append(("EXISTS", self._ended_session_key(session_id)))
-        raw, _, *ended = self.store.transaction(*commands)
-        return raw is not None and not any(ended)
+        if data is not None and subject is not None:
+            commands.append(("MGET", *self._login_ended_keys(data, subject)))
+            raw, _, ended = self.store.transaction(*commands)
+            return raw is not None and not self._login_ended(data, ended)
+        raw, _ = self.store.transaction(*commands)
+        return raw is not None
 
-    def session_ended(self, session_id: str | None) -> bool:
-        """Whether the SSO session a code was issued in has ended since
-        (logged out or revoked): its code then makes no grant."""
-        return bool(session_id) and bool(
-            self.store.call("EXISTS", self._ended_session_key(session_id))
+    def code_outlived(self, data: CodeData, subject: str) -> bool:
+        """Whether a code's login has ended since the code was issued: its SSO
+        session ended (logged out or revoked), or all of its user's sessions
+        were ended after the login (the code of a session that had already
+        left the user's index, replaced by another login in its browser):
+        such a code makes no grant."""
+        return self._login_ended(
+            data, self.store.call("MGET", *self._login_ended_keys(data, subject))
         )
+
+    def _login_ended_keys(self, data: CodeData, subject: str) -> list[str]:
+        return [self._ended_session_key(data.session_id or "-"), self._user_cutoff_key(subject)]
+
+    @staticmethod
+    def _login_ended(data: CodeData, found: list[Any]) -> bool:
+        session_ended, cutoff = found
+        # Whole seconds, as for access tokens: a login in the very second of
+        # the cutoff may be the first one after it.
+        return bool(session_ended) or (cutoff is not None and data.auth_time < int(cutoff))
 
     def _ended_session_key(self, session_id: str) -> str:
         return self.store.key("deny", "sid", session_id)
+
+    def _user_cutoff_key(self, subject: str) -> str:
+        return self.store.key("deny", "sub", subject)
 
     def consume_code(self, code: str) -> tuple[CodeData | None, str | None]:
         """Take the code out of the store, atomically.
@@ -281,7 +302,7 @@ class Tokens:
             cutoff = None
             denied = self.store.call("MGET", *keys)
         else:  # a user's: all of the user's tokens may have been ended since
-            keys.append(self.store.key("deny", "sub", str(claims["sub"])))
+            keys.append(self._user_cutoff_key(str(claims["sub"])))
             *denied, cutoff = self.store.call("MGET", *keys)
         # The cutoff is a whole second, like ``iat``: a token of that very
         # second may come from a login after the ending (a new password's
@@ -507,9 +528,7 @@ class Tokens:
             # Every token of the user issued before this second, whatever
             # grant or session it came from (a grant lost in a crash, a
             # session that had already left the user's index).
-            pipe.set(
-                self.store.key("deny", "sub", subject), clock.now(), ex=self.access_token_seconds
-            )
+            pipe.set(self._user_cutoff_key(subject), clock.now(), ex=self.access_token_seconds)
         pipe.execute()
         return len(grant_ids)
 

@@ -269,15 +269,28 @@ class TestRevocation:
         )
         assert userinfo.status_code == HTTPStatus.UNAUTHORIZED
 
-    def test_a_code_issued_before_the_logout_makes_no_grant_after_it(self, app, client, rp, user):
+    @pytest.mark.parametrize("ending", ["its session", "the user's sessions, its own gone already"])
+    def test_a_code_issued_before_the_logout_makes_no_grant_after_it(
+        self, app, client, rp, user, ending, monkeypatch
+    ):
         """A code lives a minute: one still unexchanged when its session ends
-        is refused, and leaves no grant behind (on either exchange path)."""
+        is refused, and leaves no grant behind (on either exchange path),
+        also when its session had left the user's index before all of the
+        user's sessions were ended (by the user's cutoff)."""
         pkce = Pkce.new()
         code = login_for_code(client, "portal", user.email, pkce)["code"]
         services = app.extensions["idp"]
         with app.app_context():
             (sso,) = services.sessions.for_user(user.id)
-            services.logout.end_session(get_session(), sso, Origin())
+            if ending == "its session":
+                services.logout.end_session(get_session(), sso, Origin())
+            else:
+                # Replaced by another login in its browser: not among the
+                # user's sessions an admin's revocation a second later ends.
+                services.sessions.revoke(sso)
+                later = clock.now() + 1
+                monkeypatch.setattr(clock, "now", lambda: later)
+                services.logout.end_user(get_session(), user.id, Origin())
         response = exchange(client, "portal", rp[1], code, pkce)
         assert response.status_code == HTTPStatus.BAD_REQUEST
         assert response.get_json()["error"] == "invalid_grant"
