@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import subprocess
 import sys
 import zipfile
@@ -39,3 +40,22 @@ def test_wheel_contains_templates_static_files_migrations_and_catalogues(tmp_pat
     assert "idp/migrations/script.py.mako" in names
     assert any(n.startswith("idp/migrations/versions/0001_") for n in names)
     assert "idp/translations/da/LC_MESSAGES/messages.mo" in names
+
+
+def test_every_folder_that_ships_is_a_listed_package():
+    """setuptools ships folders of data files as packages without code and
+    warns, on every install, about each one missing from ``packages``: a new
+    folder (an e-mail's templates, say) is listed in setup.cfg."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    folders = {
+        "idp." + ".".join(folder.relative_to(ROOT / "idp").parts)
+        for folder in (ROOT / "idp").rglob("*")
+        if folder.is_dir() and "__pycache__" not in folder.parts
+    } | {
+        "idp.templates." + ".".join(folder.relative_to(ROOT / "templates").parts)
+        for folder in (ROOT / "templates").rglob("*")
+        if folder.is_dir() and "__pycache__" not in folder.parts
+    }
+    assert folders - listed == set()
