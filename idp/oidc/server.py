@@ -154,9 +154,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         self.code_user = db.get(User, data.user_id)
         if self.code_user is None or not self.code_user.is_active:
             return data  # no grant: authenticate_user refuses the exchange
-        if tokens.code_outlived(data, self.code_user.subject):
+        if not tokens.create_grant(db, grant_id, data, self.code_user.subject):
             return None  # logged out after the code was issued: no grant
-        tokens.create_grant(db, grant_id, data)
         self.request.grant_id = grant_id
         return data
 

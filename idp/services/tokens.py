@@ -168,14 +168,12 @@ class Tokens:
         data = CodeData(**json.loads(raw))
         return data if clock.now() < data.expires_at else None
 
-    def claim_code(
-        self, code: str, grant_id: str, data: CodeData | None = None, subject: str | None = None
-    ) -> bool:
+    def claim_code(self, code: str, grant_id: str, data: CodeData, subject: str) -> bool:
         """Consume a code checked with :meth:`peek_code` whose grant is already
         recorded, and mark it used by that grant, in one atomic step; False
         when the code went meanwhile (taken by another exchange, or expired),
         or when, given its ``data`` and its user's ``subject``, it has
-        outlived its login (:meth:`code_outlived`): that code is spent all the
+        outlived its login (:meth:`_login_ended`): that code is spent all the
         same and marked, so that the full path takes the exchange for a replay
         and ends the grant.
 
@@ -183,7 +181,7 @@ class Tokens:
         the code first keeps its own.
         """
         digest = secrets.digest(code)
-        commands: list[tuple[Any, ...]] = [
+        raw, _, ended = self.store.transaction(
             ("GETDEL", self.store.key("code", digest)),
             (
                 "SET",
@@ -193,29 +191,21 @@ class Tokens:
                 USED_CODE_MEMORY_SECONDS,
                 "NX",
             ),
-        ]
-        if data is not None and subject is not None:
-            commands.append(("MGET", *self._login_ended_keys(data, subject)))
-            raw, _, ended = self.store.transaction(*commands)
-            return raw is not None and not self._login_ended(data, ended)
-        raw, _ = self.store.transaction(*commands)
-        return raw is not None
-
-    def code_outlived(self, data: CodeData, subject: str) -> bool:
-        """Whether a code's login has ended since the code was issued: its SSO
-        session ended (logged out or revoked), or all of its user's sessions
-        were ended after the login (the code of a session that had already
-        left the user's index, replaced by another login in its browser):
-        such a code makes no grant."""
-        return self._login_ended(
-            data, self.store.call("MGET", *self._login_ended_keys(data, subject))
+            ("MGET", *self._login_ended_keys(data, subject)),
         )
+        return raw is not None and not self._login_ended(data, ended)
 
     def _login_ended_keys(self, data: CodeData, subject: str) -> list[str]:
         return [self._ended_session_key(data.session_id or "-"), self._user_cutoff_key(subject)]
 
     @staticmethod
     def _login_ended(data: CodeData, found: list[Any]) -> bool:
+        """Whether a code's login has ended since the code was issued, from
+        the values of :meth:`_login_ended_keys`: its SSO session ended (logged
+        out or revoked), or all of its user's sessions were ended after the
+        login (the code of a session that had already left the user's index,
+        replaced by another login in its browser): such a code makes no
+        grant."""
         session_ended, cutoff = found
         # Whole seconds, as for access tokens: a login in the very second of
         # the cutoff may be the first one after it.
@@ -353,11 +343,16 @@ class Tokens:
         return dict(decoded.claims)
 
     # -- grants and refresh tokens -------------------------------------------
-    def create_grant(self, session: Session, grant_id: str, code: CodeData) -> None:
-        """Record the grant a code produces, as soon as the code is consumed.
+    def create_grant(self, session: Session, grant_id: str, code: CodeData, subject: str) -> bool:
+        """Record the grant a code produces, as soon as the code is consumed;
+        False (the grant revoked at once) when the code's login has ended
+        (:meth:`_login_ended`).
 
         A replay of the code revokes this row; a replay that came before the row
-        existed left the grant's deny-list entry, which is honoured here.
+        existed left the grant's deny-list entry, which is honoured here. Both
+        are asked after the commit, in one ``MGET``: an ending that began
+        earlier has set its deny-list entries before revoking grants, so the
+        grant is either among the ones it revokes or meets its entries here.
         """
         grant = Grant(
             id=grant_id,
@@ -372,8 +367,17 @@ class Tokens:
         )
         session.add(grant)
         session.commit()
-        if self.store.redis.exists(self.store.key("deny", "grant", grant_id)):
+        replayed, *ended = self.store.call(
+            "MGET",
+            self.store.key("deny", "grant", grant_id),
+            *self._login_ended_keys(code, subject),
+        )
+        if self._login_ended(code, ended):
             self.revoke_grant(session, grant_id)
+            return False
+        if replayed:
+            self.revoke_grant(session, grant_id)
+        return True
 
     def create_grant_in_one_statement(
         self, dbapi_connection: Any, grant_id: str, code: CodeData, refresh_token: str | None
@@ -510,6 +514,16 @@ class Tokens:
         statement, and deny-list their access tokens, and every other token
         of the user issued before this second, in one pipeline; returns how many
         grants."""
+        subject = session.scalar(select(User.subject).where(User.id == user_id))
+        if subject is not None:
+            # Every token of the user issued before this second, whatever
+            # grant or session it came from (a grant lost in a crash, a
+            # session that had already left the user's index); set before the
+            # grants are revoked, so that a grant committed meanwhile meets it
+            # (create_grant, claim_code).
+            self.store.call(
+                "SET", self._user_cutoff_key(subject), clock.now(), "EX", self.access_token_seconds
+            )
         grant_ids = list(
             session.scalars(
                 update(Grant)
@@ -520,15 +534,9 @@ class Tokens:
             )
         )
         session.commit()
-        subject = session.scalar(select(User.subject).where(User.id == user_id))
         pipe = self.store.redis.pipeline(transaction=False)
         for grant_id in grant_ids:
             pipe.set(self.store.key("deny", "grant", grant_id), 1, ex=self.access_token_seconds)
-        if subject is not None:
-            # Every token of the user issued before this second, whatever
-            # grant or session it came from (a grant lost in a crash, a
-            # session that had already left the user's index).
-            pipe.set(self._user_cutoff_key(subject), clock.now(), ex=self.access_token_seconds)
         pipe.execute()
         return len(grant_ids)
 

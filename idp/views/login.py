@@ -794,13 +794,15 @@ def reset() -> Any:
     # Older links die; whoever knew the old password is logged out everywhere,
     # in the products too (their back-channel logouts); the owner of the
     # mailbox is no longer locked out.
+    # The change is recorded and told first: it has happened, whatever
+    # befalls the logouts.
     svc.actions.void(session, user.id)
-    svc.logout.end_user(session, user.id, origin(), actor_id=user.id)
-    svc.lockout.lift(user.email)
     svc.audit.record(
         session, "password.changed", origin(), subject_id=user.id, actor_id=user.id, via="reset"
     )
+    svc.lockout.lift(user.email)
     notify("password_changed", user)
+    svc.logout.end_user(session, user.id, origin(), actor_id=user.id)
     svc.flows.finish(flow)
     client = svc.clients.get(flow.client_hint or svc.settings.default_client_id)
     target = (

@@ -179,7 +179,24 @@ def test_code_replayed_before_its_grant_was_written_still_revokes_it(app, client
     with app.app_context():
         replay = exchange(client, "portal", secret, code, pkce)
         assert replay.json["error"] == "invalid_grant"
-        tokens.create_grant(get_session(), grant_id, data)  # the first exchange goes on
+        tokens.create_grant(get_session(), grant_id, data, user.subject)  # the first goes on
+        assert get_session().get(Grant, grant_id).revoked_at is not None
+
+
+def test_a_user_revoked_while_a_code_is_exchanged_keeps_no_grant(app, client, rp, user):
+    """The revocation comes after the exchange took the code and before its
+    grant's commit, so its UPDATE cannot see the grant: the exchange asks
+    after its commit, and the revocation set its entries before its UPDATE."""
+    from idp.db import get_session
+    from idp.models import Grant
+    from idp.services.audit import Origin
+
+    code = login_for_code(client, "portal", user.email, Pkce.new())["code"]
+    services = app.extensions["idp"]
+    data, grant_id = services.tokens.consume_code(code)  # the exchange, mid-way
+    with app.app_context():
+        services.logout.end_user(get_session(), user.id, Origin())
+        assert services.tokens.create_grant(get_session(), grant_id, data, user.subject) is False
         assert get_session().get(Grant, grant_id).revoked_at is not None
 
 

@@ -193,11 +193,11 @@ def test_code_exchange_and_refresh_stay_small(client, setup):
     else:
         # The code's user and its new grant in one transaction, the first
         # refresh token in another; the code consumed and marked used in one
-        # Redis transaction, then whether its login ended since (its session,
-        # all of its user's sessions), then whether its grant was revoked by a
-        # replay meanwhile.
+        # Redis transaction, then, after the grant's commit, whether its
+        # login ended since (its session, all of its user's sessions) and
+        # whether a replay meanwhile revoked its grant, in one MGET.
         assert work.sql == ["BEGIN", "SELECT", "INSERT", "COMMIT", "BEGIN", "INSERT", "COMMIT"]
-        assert work.redis == ["MULTI", "MGET", "EXISTS"]
+        assert work.redis == ["MULTI", "MGET"]
     with work.counting():
         response = client.post(
             "/token",
