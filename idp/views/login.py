@@ -32,6 +32,7 @@ from sqlalchemy import Row
 from sqlalchemy import Select
 from sqlalchemy import bindparam
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.context import services
@@ -408,7 +409,11 @@ def _after_password(flow: Flow, user: User, enrolled: tuple[Any, ...]) -> Any:
 
 
 def password_stamp(user: User) -> str:
-    return digest(user.password_hash or "")[:16]
+    return _stamp_of(user.password_hash)
+
+
+def _stamp_of(password_hash: str | None) -> str:
+    return digest(password_hash or "")[:16]
 
 
 def complete(flow: Flow, user: User, amr: list[str]) -> Response:
@@ -453,7 +458,22 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
         svc.flows.finish(flow)
         response = make_response(redirect(flow.return_to or url_for("login.account")))
     svc.sessions.save(sso)
+    if flow.password_stamp and _password_changed(session, user, flow.password_stamp):
+        # A reset committed while this login finished: its ending of the
+        # user's sessions may have come before this session was written, so
+        # this login ends it (its code, if one was made, makes no grant).
+        svc.sessions.revoke(sso)
+        svc.tokens.deny_sessions([sso.id])
+        svc.flows.finish(flow)
+        return make_response(restart_page())
     return set_sso_cookie(response, cookie)
+
+
+def _password_changed(session: Session, user: User, stamp: str) -> bool:
+    """Whether the account's password is no longer the one ``stamp`` was
+    taken from, read afresh from the database (a reset committed since)."""
+    current = session.execute(select(User.password_hash).where(User.id == user.id)).scalar()
+    return _stamp_of(current) != stamp
 
 
 # -- second factor ----------------------------------------------------------------

@@ -11,12 +11,14 @@ from joserfc import jwt
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import update
 
 from idp import clock
 from idp.db import get_session
 from idp.models import Grant
 from idp.models import LogoutDelivery
 from idp.models import RefreshToken
+from idp.models import User
 from idp.services.audit import Origin
 from idp.services.logout import BACKCHANNEL_EVENT
 from tests.backchannel import Receiver
@@ -27,6 +29,7 @@ from tests.flows import csrf_token
 from tests.flows import exchange
 from tests.flows import login_for_code
 from tests.flows import query
+from tests.flows import submit_login
 
 
 @pytest.fixture
@@ -299,6 +302,35 @@ class TestRevocation:
                 select(func.count()).select_from(Grant).where(Grant.revoked_at.is_(None))
             ).scalar_one()
         assert live == 0
+
+    def test_a_login_finishing_while_a_reset_ends_the_sessions_is_ended_too(
+        self, app, client, rp, user, monkeypatch
+    ):
+        """The reset's new password commits and its ending of the user's
+        sessions runs after this login checked the old password and before
+        it wrote its session: the login ends its own session."""
+        services = app.extensions["idp"]
+        create = services.sessions.create
+
+        def create_then_reset(*args, **kwargs):  # type: ignore[no-untyped-def]
+            made = create(*args, **kwargs)
+            with app.extensions["idp.engine"].begin() as connection:
+                connection.execute(
+                    update(User).where(User.id == user.id).values(password_hash="changed")
+                )
+            services.logout.end_user(get_session(), user.id, Origin())
+            return made
+
+        monkeypatch.setattr(services.sessions, "create", create_then_reset)
+        pkce = Pkce.new()
+        answer = submit_login(
+            client, authorize(client, authorize_params("portal", pkce)), user.email
+        )
+        monkeypatch.setattr(services.sessions, "create", create)
+        assert answer.status_code == HTTPStatus.BAD_REQUEST
+        assert "Start venligst forfra" in answer.get_data(as_text=True)
+        assert services.sessions.for_user(user.id) == []
+        assert not logged_in(client)
 
     def test_a_request_that_read_the_session_before_it_ended_cannot_revive_it(
         self, app, client, rp, user
