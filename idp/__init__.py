@@ -197,7 +197,12 @@ def _build_services(app: Flask, settings: Settings) -> None:
     sms_sender = build_sms_sender(settings.sms_url, settings.sms_token, store)
     server.register_endpoint(IdpRevocationEndpoint(server, tokens))
     server.register_endpoint(IdpIntrospectionEndpoint(server, tokens))
-    sessions = SessionStore(store, settings.session_idle_seconds, settings.session_absolute_seconds)
+    sessions = SessionStore(
+        store,
+        settings.session_idle_seconds,
+        settings.session_absolute_seconds,
+        code_seconds=settings.authorization_code_seconds,
+    )
     audit = Audit()
     background = Background(app)
     app.extensions["idp"] = Services(

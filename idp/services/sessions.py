@@ -53,10 +53,15 @@ class SsoSession:
 
 
 class SessionStore:
-    def __init__(self, store: Store, idle_seconds: int, absolute_seconds: int) -> None:
+    def __init__(
+        self, store: Store, idle_seconds: int, absolute_seconds: int, code_seconds: int = 60
+    ) -> None:
         self.store = store
         self.idle_seconds = idle_seconds
         self.absolute_seconds = absolute_seconds
+        #: How long a session replaced by another login in its browser is
+        #: remembered for its user: as long as a code it issued can live.
+        self.replaced_memory_seconds = code_seconds + 1
 
     def _ttl(self, session: SsoSession, now: int) -> int:
         return min(self.idle_seconds, session.created_at + self.absolute_seconds - now)
@@ -183,6 +188,27 @@ class SessionStore:
             ("DEL", self.store.key("sess", session.key), self.store.key("sid", session.id)),
             ("SREM", self.store.key("usess", str(session.user_id)), session.key),
         )
+
+    def replace(self, session: SsoSession) -> None:
+        """End a session because another login in its browser takes its
+        place. It is not a logout (its grants and tokens live on), but a code
+        it issued could still be exchanged: its id is remembered for its
+        user, so that ending all of the user's sessions ends those codes too
+        (:meth:`take_replaced`)."""
+        replaced = self.store.key("usess-replaced", str(session.user_id))
+        self.store.transaction(
+            ("DEL", self.store.key("sess", session.key), self.store.key("sid", session.id)),
+            ("SREM", self.store.key("usess", str(session.user_id)), session.key),
+            ("SADD", replaced, session.id),
+            ("EXPIRE", replaced, self.replaced_memory_seconds),
+        )
+
+    def take_replaced(self, user_id: int) -> list[str]:
+        """The ids of the user's sessions replaced lately (see :meth:`replace`),
+        forgotten as they are read."""
+        replaced = self.store.key("usess-replaced", str(user_id))
+        ids, _ = self.store.transaction(("SMEMBERS", replaced), ("DEL", replaced))
+        return sorted(i.decode() for i in ids)
 
     def revoke_user(self, user_id: int) -> list[SsoSession]:
         """End every session of one user."""

@@ -439,7 +439,7 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
     )
     previous = current_sso()
     if previous is not None:
-        svc.sessions.revoke(previous)
+        svc.sessions.replace(previous)
     acr = ACR_TWO_FACTORS if "mfa" in amr else ACR_ONE_FACTOR
     cookie, sso = svc.sessions.create(
         user.id,

@@ -272,14 +272,26 @@ class TestRevocation:
         )
         assert userinfo.status_code == HTTPStatus.UNAUTHORIZED
 
-    @pytest.mark.parametrize("ending", ["its session", "the user's sessions, its own gone already"])
+    @pytest.mark.parametrize(
+        "ending",
+        [
+            "its session",
+            "the user's sessions, its own gone already",
+            "the user's sessions, its own replaced in its browser that second",
+        ],
+    )
     def test_a_code_issued_before_the_logout_makes_no_grant_after_it(
         self, app, client, rp, user, ending, monkeypatch
     ):
         """A code lives a minute: one still unexchanged when its session ends
         is refused, and leaves no grant behind (on either exchange path),
         also when its session had left the user's index before all of the
-        user's sessions were ended (by the user's cutoff)."""
+        user's sessions were ended: by the user's cutoff, or, replaced by a
+        login in its browser within the cutoff's own second, by its id,
+        remembered for the user."""
+        if ending.endswith("that second"):
+            frozen = clock.now()
+            monkeypatch.setattr(clock, "now", lambda: frozen)
         pkce = Pkce.new()
         code = login_for_code(client, "portal", user.email, pkce)["code"]
         services = app.extensions["idp"]
@@ -287,12 +299,16 @@ class TestRevocation:
             (sso,) = services.sessions.for_user(user.id)
             if ending == "its session":
                 services.logout.end_session(get_session(), sso, Origin())
-            else:
-                # Replaced by another login in its browser: not among the
-                # user's sessions an admin's revocation a second later ends.
+            elif ending.endswith("gone already"):
+                # Expired, or lost: not among the user's sessions an admin's
+                # revocation a second later ends.
                 services.sessions.revoke(sso)
                 later = clock.now() + 1
                 monkeypatch.setattr(clock, "now", lambda: later)
+                services.logout.end_user(get_session(), user.id, Origin())
+            else:
+                login_for_code(client, "portal", user.email, Pkce.new(), prompt="login")
+                assert sso.id not in [s.id for s in services.sessions.for_user(user.id)]
                 services.logout.end_user(get_session(), user.id, Origin())
         response = exchange(client, "portal", rp[1], code, pkce)
         assert response.status_code == HTTPStatus.BAD_REQUEST
@@ -302,6 +318,30 @@ class TestRevocation:
                 select(func.count()).select_from(Grant).where(Grant.revoked_at.is_(None))
             ).scalar_one()
         assert live == 0
+
+    def test_a_replaced_session_is_remembered_as_long_as_its_codes_live(
+        self, app, client, rp, user
+    ):
+        """A login in the same browser replaces the session without ending
+        its grants; its id is kept for the user as long as a code lives and
+        handed over once."""
+        login_for_code(client, "portal", user.email, Pkce.new())
+        services = app.extensions["idp"]
+        (first,) = services.sessions.for_user(user.id)
+        pkce = Pkce.new()
+        params = login_for_code(client, "portal", user.email, pkce, prompt="login")
+        tokens = exchange(client, "portal", rp[1], params["code"], pkce).get_json()
+        (second,) = services.sessions.for_user(user.id)
+        assert second.id != first.id
+        key = services.store.key("usess-replaced", str(user.id))
+        code_seconds = app.extensions["idp.settings"].authorization_code_seconds
+        assert 0 < services.store.call("TTL", key) <= code_seconds + 1
+        assert services.sessions.take_replaced(user.id) == [first.id]
+        assert services.sessions.take_replaced(user.id) == []
+        userinfo = client.get(
+            "/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}
+        )
+        assert userinfo.status_code == HTTPStatus.OK
 
     def test_a_login_finishing_while_a_reset_ends_the_sessions_is_ended_too(
         self, app, client, rp, user, monkeypatch
