@@ -211,6 +211,12 @@ class Tokens:
         # the cutoff may be the first one after it.
         return bool(session_ended) or (cutoff is not None and data.auth_time < int(cutoff))
 
+    @property
+    def _login_ending_seconds(self) -> int:
+        """How long a session's or a user's ending is kept: until the access
+        tokens and the codes it covers have expired."""
+        return max(self.access_token_seconds, self.code_seconds)
+
     def _ended_session_key(self, session_id: str) -> str:
         return self.store.key("deny", "sid", session_id)
 
@@ -495,7 +501,7 @@ class Tokens:
         may be gone, see :func:`idp.db.init_app`)."""
         pipe = self.store.redis.pipeline(transaction=False)
         for session_id in session_ids:
-            pipe.set(self._ended_session_key(session_id), 1, ex=self.access_token_seconds)
+            pipe.set(self._ended_session_key(session_id), 1, ex=self._login_ending_seconds)
         pipe.execute()
 
     def revoke_session_grants(self, session: Session, session_id: str) -> int:
@@ -522,7 +528,7 @@ class Tokens:
             # grants are revoked, so that a grant committed meanwhile meets it
             # (create_grant, claim_code).
             self.store.call(
-                "SET", self._user_cutoff_key(subject), clock.now(), "EX", self.access_token_seconds
+                "SET", self._user_cutoff_key(subject), clock.now(), "EX", self._login_ending_seconds
             )
         grant_ids = list(
             session.scalars(

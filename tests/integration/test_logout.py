@@ -435,3 +435,13 @@ class TestRevocation:
             auth=("portal", rp[1]),
         )
         assert dead.get_json()["error"] == "invalid_grant"
+
+
+def test_an_ending_is_kept_while_the_codes_it_covers_live(settings, make_app):
+    """Access tokens shorter-lived than codes: a session's or a user's ending
+    still outlives every code issued before it."""
+    app = make_app(settings.replace(access_token_seconds=30, authorization_code_seconds=90))
+    services = app.extensions["idp"]
+    services.tokens.deny_sessions(["a-session"])
+    key = services.store.key("deny", "sid", "a-session")
+    assert 85 < services.store.call("TTL", key) <= 90
