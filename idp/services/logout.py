@@ -124,7 +124,7 @@ class Logout:
         revoked = self.sessions.revoke_user(user_id)
         # Also those replaced by another login in their browser lately: a
         # code they issued makes no grant.
-        replaced = self.sessions.take_replaced(user_id)
+        replaced = self.sessions.replaced(user_id)
         self.tokens.deny_sessions([sso.id for sso in revoked] + replaced)
         for sso in revoked:
             ended = self._announce(db, sso, origin, actor_id, "session.revoked")

@@ -194,7 +194,7 @@ class SessionStore:
         place. It is not a logout (its grants and tokens live on), but a code
         it issued could still be exchanged: its id is remembered for its
         user, so that ending all of the user's sessions ends those codes too
-        (:meth:`take_replaced`)."""
+        (:meth:`replaced`)."""
         replaced = self.store.key("usess-replaced", str(session.user_id))
         self.store.transaction(
             ("DEL", self.store.key("sess", session.key), self.store.key("sid", session.id)),
@@ -203,11 +203,10 @@ class SessionStore:
             ("EXPIRE", replaced, self.replaced_memory_seconds),
         )
 
-    def take_replaced(self, user_id: int) -> list[str]:
-        """The ids of the user's sessions replaced lately (see :meth:`replace`),
-        forgotten as they are read."""
-        replaced = self.store.key("usess-replaced", str(user_id))
-        ids, _ = self.store.transaction(("SMEMBERS", replaced), ("DEL", replaced))
+    def replaced(self, user_id: int) -> list[str]:
+        """The ids of the user's sessions replaced lately (see :meth:`replace`);
+        they are forgotten when their codes can no longer live."""
+        ids = self.store.call("SMEMBERS", self.store.key("usess-replaced", str(user_id)))
         return sorted(i.decode() for i in ids)
 
     def revoke_user(self, user_id: int) -> list[SsoSession]:

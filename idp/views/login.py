@@ -32,7 +32,6 @@ from sqlalchemy import Row
 from sqlalchemy import Select
 from sqlalchemy import bindparam
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.context import services
@@ -458,7 +457,7 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
         svc.flows.finish(flow)
         response = make_response(redirect(flow.return_to or url_for("login.account")))
     svc.sessions.save(sso)
-    if flow.password_stamp and _password_changed(session, user, flow.password_stamp):
+    if flow.password_stamp and _password_changed(user, flow.password_stamp):
         # A reset committed while this login finished: its ending of the
         # user's sessions may have come before this session was written, so
         # this login ends it (its code, if one was made, makes no grant).
@@ -469,10 +468,12 @@ def complete(flow: Flow, user: User, amr: list[str]) -> Response:
     return set_sso_cookie(response, cookie)
 
 
-def _password_changed(session: Session, user: User, stamp: str) -> bool:
+def _password_changed(user: User, stamp: str) -> bool:
     """Whether the account's password is no longer the one ``stamp`` was
-    taken from, read afresh from the database (a reset committed since)."""
-    current = session.execute(select(User.password_hash).where(User.id == user.id)).scalar()
+    taken from, read afresh (a statement of its own, outside any
+    transaction's snapshot) from the database: a reset committed since."""
+    query = select(User.password_hash).where(User.id == user.id)
+    current = get_reader().execute(query).scalar()
     return _stamp_of(current) != stamp
 
 
@@ -814,15 +815,16 @@ def reset() -> Any:
     # Older links die; whoever knew the old password is logged out everywhere,
     # in the products too (their back-channel logouts); the owner of the
     # mailbox is no longer locked out.
-    # The change is recorded and told first: it has happened, whatever
-    # befalls the logouts.
+    # The change is recorded first, and told whatever befalls the logouts.
     svc.actions.void(session, user.id)
     svc.audit.record(
         session, "password.changed", origin(), subject_id=user.id, actor_id=user.id, via="reset"
     )
     svc.lockout.lift(user.email)
-    notify("password_changed", user)
-    svc.logout.end_user(session, user.id, origin(), actor_id=user.id)
+    try:
+        svc.logout.end_user(session, user.id, origin(), actor_id=user.id)
+    finally:
+        notify("password_changed", user)  # may wait on the mail server
     svc.flows.finish(flow)
     client = svc.clients.get(flow.client_hint or svc.settings.default_client_id)
     target = (

@@ -187,6 +187,8 @@ def test_a_user_revoked_while_a_code_is_exchanged_keeps_no_grant(app, client, rp
     """The revocation comes after the exchange took the code and before its
     grant's commit, so its UPDATE cannot see the grant: the exchange asks
     after its commit, and the revocation set its entries before its UPDATE."""
+    from sqlalchemy import event
+
     from idp.db import get_session
     from idp.models import Grant
     from idp.services.audit import Origin
@@ -194,8 +196,22 @@ def test_a_user_revoked_while_a_code_is_exchanged_keeps_no_grant(app, client, rp
     code = login_for_code(client, "portal", user.email, Pkce.new())["code"]
     services = app.extensions["idp"]
     data, grant_id = services.tokens.consume_code(code)  # the exchange, mid-way
+    cutoff = services.store.key("deny", "sub", user.subject)
+    set_before_the_update = []
+
+    def watch(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        if statement.startswith("UPDATE grants"):
+            set_before_the_update.append(bool(services.store.call("EXISTS", cutoff)))
+
+    engine = app.extensions["idp.engine"]
+    event.listen(engine, "before_cursor_execute", watch)
+    try:
+        with app.app_context():
+            services.logout.end_user(get_session(), user.id, Origin())
+    finally:
+        event.remove(engine, "before_cursor_execute", watch)
+    assert set_before_the_update == [True]
     with app.app_context():
-        services.logout.end_user(get_session(), user.id, Origin())
         assert services.tokens.create_grant(get_session(), grant_id, data, user.subject) is False
         assert get_session().get(Grant, grant_id).revoked_at is not None
 

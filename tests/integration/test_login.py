@@ -678,6 +678,30 @@ class TestForgottenPassword:
         )
         assert [e.actor_id for e in audit_events(app, "session.revoked")] == [user.id]
 
+    def test_a_reset_logs_out_even_when_its_notice_fails(
+        self, app, client, rp, user, factory, monkeypatch
+    ):
+        """The notice can wait on the mail server, or fail: the sessions end
+        first, whatever becomes of it."""
+        enrolment = factory.enrol(user)
+        other, pkce = app.test_client(), Pkce.new()
+        page = screen(
+            other,
+            submit_login(other, authorize(other, authorize_params("portal", pkce)), user.email),
+        )
+        form_post(other, page, {"code": enrolment.totp_code()})
+        form = follow(client, client.get(self._request_link(app, client)))
+
+        def failing_notice(*args):  # type: ignore[no-untyped-def]
+            raise RuntimeError("the mail template broke")
+
+        monkeypatch.setattr("idp.views.login.notify", failing_notice)
+        with pytest.raises(RuntimeError):
+            form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        silent = authorize(other, authorize_params("portal", Pkce.new(), prompt="none"))
+        assert query(silent.location)["error"] == "login_required"
+        assert [e.details["via"] for e in audit_events(app, "password.changed")] == ["reset"]
+
     def test_a_reset_ends_the_access_tokens_of_a_lost_grant(self, app, client, rp, user, factory):
         """A grant gone in a database crash (its commit did not wait for the
         disk): the reset still ends its access token, by its session id and
