@@ -378,12 +378,10 @@ class Tokens:
             self.store.key("deny", "grant", grant_id),
             *self._login_ended_keys(code, subject),
         )
-        if self._login_ended(code, ended):
+        login_ended = self._login_ended(code, ended)
+        if replayed or login_ended:
             self.revoke_grant(session, grant_id)
-            return False
-        if replayed:
-            self.revoke_grant(session, grant_id)
-        return True
+        return not login_ended
 
     def create_grant_in_one_statement(
         self, dbapi_connection: Any, grant_id: str, code: CodeData, refresh_token: str | None
@@ -517,9 +515,9 @@ class Tokens:
 
     def revoke_user_grants(self, session: Session, user_id: int) -> int:
         """Revoke every live grant of one user (indexed by user) in one
-        statement, and deny-list their access tokens, and every other token
-        of the user issued before this second, in one pipeline; returns how many
-        grants."""
+        statement, and deny-list their access tokens (in one pipeline) and,
+        first, every other token of the user issued before this second;
+        returns how many grants."""
         subject = session.scalar(select(User.subject).where(User.id == user_id))
         if subject is not None:
             # Every token of the user issued before this second, whatever

@@ -600,20 +600,26 @@ class TestForgottenPassword:
         links = [link for m in mails(app, email) for link in m.links() if "/reset/" in link]
         return links[0].removeprefix("http://localhost") if links else ""
 
-    def test_reset_end_to_end_revokes_sessions_and_grants_but_keeps_the_second_factor(
-        self, app, client, rp, user, factory
-    ):
+    @staticmethod
+    def _tokens_elsewhere(app, factory, user, client_id: str, secret: str):  # type: ignore[no-untyped-def]
+        """Another browser logs in (password and app) for ``client_id``,
+        which gets tokens; returns the browser and the token response."""
         enrolment = factory.enrol(user)
-        # Another browser is logged in and its client holds a refresh token.
-        other = app.test_client()
-        pkce = Pkce.new()
+        other, pkce = app.test_client(), Pkce.new()
         page = screen(
             other,
-            submit_login(other, authorize(other, authorize_params("portal", pkce)), user.email),
+            submit_login(other, authorize(other, authorize_params(client_id, pkce)), user.email),
         )
         assert form_action(page).startswith("/login/code?flow=")
         params = query(form_post(other, page, {"code": enrolment.totp_code()}).location)
-        refresh = exchange(other, "portal", rp[1], params["code"], pkce).get_json()["refresh_token"]
+        return other, exchange(other, client_id, secret, params["code"], pkce).get_json()
+
+    def test_reset_end_to_end_revokes_sessions_and_grants_but_keeps_the_second_factor(
+        self, app, client, rp, user, factory
+    ):
+        # Another browser is logged in and its client holds a refresh token.
+        other, tokens = self._tokens_elsewhere(app, factory, user, "portal", rp[1])
+        refresh = tokens["refresh_token"]
 
         link = self._request_link(app, client)
         (mail,) = mails(app)
@@ -654,14 +660,8 @@ class TestForgottenPassword:
         receiver = Receiver()
         try:
             _, secret = factory.client("crm", backchannel_logout_uri=receiver.url)
-            enrolment = factory.enrol(user)
-            other, pkce = app.test_client(), Pkce.new()
-            page = screen(
-                other,
-                submit_login(other, authorize(other, authorize_params("crm", pkce)), user.email),
-            )
-            params = query(form_post(other, page, {"code": enrolment.totp_code()}).location)
-            id_token = exchange(other, "crm", secret, params["code"], pkce).get_json()["id_token"]
+            _, tokens = self._tokens_elsewhere(app, factory, user, "crm", secret)
+            id_token = tokens["id_token"]
             form = follow(client, client.get(self._request_link(app, client)))
             form_post(client, form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
             app.extensions["idp"].background.wait()
@@ -683,13 +683,7 @@ class TestForgottenPassword:
     ):
         """The notice can wait on the mail server, or fail: the sessions end
         first, whatever becomes of it."""
-        enrolment = factory.enrol(user)
-        other, pkce = app.test_client(), Pkce.new()
-        page = screen(
-            other,
-            submit_login(other, authorize(other, authorize_params("portal", pkce)), user.email),
-        )
-        form_post(other, page, {"code": enrolment.totp_code()})
+        other, _ = self._tokens_elsewhere(app, factory, user, "portal", rp[1])
         form = follow(client, client.get(self._request_link(app, client)))
 
         def failing_notice(*args):  # type: ignore[no-untyped-def]
@@ -711,14 +705,8 @@ class TestForgottenPassword:
         from idp.models import Grant
         from idp.models import RefreshToken
 
-        enrolment = factory.enrol(user)
-        other, pkce = app.test_client(), Pkce.new()
-        page = screen(
-            other,
-            submit_login(other, authorize(other, authorize_params("portal", pkce)), user.email),
-        )
-        params = query(form_post(other, page, {"code": enrolment.totp_code()}).location)
-        access = exchange(other, "portal", rp[1], params["code"], pkce).get_json()["access_token"]
+        _, tokens = self._tokens_elsewhere(app, factory, user, "portal", rp[1])
+        access = tokens["access_token"]
         with app.extensions["idp.engine"].begin() as connection:
             connection.execute(delete(RefreshToken))
             connection.execute(delete(Grant))
